@@ -1,0 +1,83 @@
+/**
+ * Pure framing of the HAProxy Runtime API (the "stats socket" CLI): what goes on the wire and how
+ * replies are cut out of the byte stream. No sockets here, so every rule is testable byte by byte.
+ * @see https://docs.haproxy.org/3.4/management.html#9.3 (Unix Socket commands)
+ */
+import { StringDecoder } from 'node:string_decoder'
+
+/**
+ * The longest line HAProxy accepts is tune.bufsize (16384 by default) including the final `\n`;
+ * a longer one is answered "The command line is too big…" and the connection is closed, losing
+ * whatever was pipelined behind it (runtime-notes 1.7). We stay well under it.
+ */
+export const MAX_LINE_BYTES = 16_000
+
+/**
+ * Sent first on every connection we keep open for several commands: interactive mode without a
+ * prompt. Each reply then ends with one empty line and the connection stays open (runtime-notes 1.4).
+ * Never `prompt p`: the `> ` prompt would have to be stripped, and `+ ` appears inside payloads.
+ */
+export const INTERACTIVE_PREAMBLE = 'prompt i\n'
+
+/**
+ * Cuts replies out of an interactive-mode stream. Every command's output is followed by exactly one
+ * empty line, so a reply ends at the first `\n\n` (or is a lone `\n` when the command printed
+ * nothing). Chunks may split anywhere, including inside a multi-byte UTF-8 character.
+ */
+export class ReplyReader {
+  #decoder = new StringDecoder('utf8')
+  #buffer = ''
+
+  push (chunk: Buffer | string): void {
+    this.#buffer += typeof chunk === 'string' ? chunk : this.#decoder.write(chunk)
+  }
+
+  /** The next complete reply (its text without the terminating empty line), or undefined. */
+  next (): string | undefined {
+    if (this.#buffer.startsWith('\n')) {
+      this.#buffer = this.#buffer.slice(1)
+      return ''
+    }
+    const end = this.#buffer.indexOf('\n\n')
+    if (end === -1) return undefined
+    const reply = this.#buffer.slice(0, end)
+    this.#buffer = this.#buffer.slice(end + 2)
+    return reply
+  }
+
+  /** Bytes received that do not (yet) form a complete reply. */
+  get pending (): string {
+    return this.#buffer + this.#decoder.end()
+  }
+}
+
+/**
+ * HAProxy closes the connection right after a few fatal errors, ending them with a single `\n`
+ * instead of an empty line ("The command line is too big…", "The payload is too big…",
+ * runtime-notes 1.4). When the socket closes on such a remainder, it is that command's reply.
+ */
+export function finalReplyOnClose (pending: string): string | undefined {
+  if (pending.length === 0 || !pending.endsWith('\n')) return undefined
+  return pending.replace(/\n+$/, '')
+}
+
+/**
+ * The reply of a non-interactive connection (one line, then HAProxy closes): everything received,
+ * without the empty line that ends it.
+ */
+export function nonInteractiveReply (received: string): string {
+  return received.replace(/\n\n$/, '').replace(/^\n$/, '')
+}
+
+/** The last non-empty line: the one that carries a command's own verdict (runtime-notes 3.4). */
+export function lastLine (reply: string): string {
+  const lines = reply.split('\n').filter(l => l.length > 0)
+  return lines.length === 0 ? '' : lines[lines.length - 1] as string
+}
+
+/** HAProxy's answer without the state-change notices it sometimes prepends (runtime-notes 3.4). */
+export function withoutNotices (reply: string): string {
+  return reply.split('\n')
+    .filter(l => !/^Server \S+ is (going|UP|DOWN)\b/.test(l) && !/^backend '.*' has no server available!$/.test(l))
+    .join('\n')
+}
