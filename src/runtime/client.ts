@@ -13,8 +13,8 @@
  * @see https://docs.haproxy.org/3.4/management.html#9.3
  */
 import net from 'node:net'
-import type { Command, CommandResult } from './commands.ts'
-import { experimentalModeOn } from './commands.ts'
+import type { Command, CommandResult } from './commands/index.ts'
+import { experimentalModeOn } from './commands/index.ts'
 import { RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError } from './errors.ts'
 import { INTERACTIVE_PREAMBLE, ReplyReader, finalReplyOnClose } from './protocol.ts'
 

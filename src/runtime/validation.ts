@@ -75,9 +75,10 @@ export function checkMapName (value: string): string {
   return value
 }
 
+/** HAProxy answers `Invalid duration.` to `wait 0ms …` (3.4.7), so the shortest wait is 1 ms. */
 export function checkWaitMs (value: number): number {
-  if (!Number.isInteger(value) || value < 0 || value > MAX_WAIT_MS) {
-    throw new RuntimeArgumentError('timeout', `must be an integer number of milliseconds between 0 and ${MAX_WAIT_MS}`)
+  if (!Number.isInteger(value) || value < 1 || value > MAX_WAIT_MS) {
+    throw new RuntimeArgumentError('timeout', `must be an integer number of milliseconds between 1 and ${MAX_WAIT_MS}`)
   }
   return value
 }

@@ -1,0 +1,96 @@
+/**
+ * buildApp: the whole HTTP application, with its dependencies injected. It neither reads the
+ * environment nor listens (src/server.ts does both), so tests and the OpenAPI generator build it
+ * with a fake runtime.
+ * @see https://fastify.dev/docs/latest/Guides/Testing/
+ */
+import Fastify from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from 'fastify'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import {
+  jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler
+} from '@fastify/type-provider-zod'
+import type { Config } from './config.ts'
+import { RuntimeClient } from './runtime/client.ts'
+import type { Runtime } from './runtime/client.ts'
+import { registerErrorHandler } from './plugins/error-handler.ts'
+import { registerAuth } from './plugins/auth.ts'
+import { healthRoutes } from './routes/health.ts'
+import { backendRoutes } from './routes/backends.ts'
+import { BackendService } from './services/backends.ts'
+import { BackendCatalog } from './services/catalog.ts'
+import { KeyedLock } from './services/locks.ts'
+
+export type AppDeps = {
+  config: Config
+  /** Defaults to a RuntimeClient for config.runtimeApi. */
+  runtime?: Runtime
+  /** A pino logger, or Fastify logger options; `false` for none (tests). */
+  logger?: FastifyBaseLogger | FastifyServerOptions['logger']
+}
+
+export const API_VERSION = '0.1.0'
+
+export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
+  const { config } = deps
+  const loggerOption = deps.logger === undefined
+    ? { level: config.logLevel, redact: ['req.headers.authorization'] }
+    : deps.logger
+  const isInstance = typeof loggerOption === 'object' && loggerOption !== null && 'child' in loggerOption
+  const app = Fastify({
+    ...(isInstance ? { loggerInstance: loggerOption as FastifyBaseLogger } : { logger: loggerOption as FastifyServerOptions['logger'] }),
+    // Bulk map replacement (text/plain map files of 100k+ lines) needs far more than Fastify's 1 MiB.
+    bodyLimit: 64 * 1024 * 1024,
+    routerOptions: { ignoreTrailingSlash: true }
+  })
+  app.setValidatorCompiler(validatorCompiler)
+  app.setSerializerCompiler(serializerCompiler)
+
+  const runtime = deps.runtime ?? new RuntimeClient({
+    endpoint: config.runtimeApi,
+    timeoutMs: config.runtimeTimeoutMs,
+    maxConnections: config.runtimeMaxConnections,
+    logger: app.log.child({ module: 'runtime' })
+  })
+  app.addHook('onClose', async () => { await runtime.close() })
+
+  // Swagger must see every route, so it is registered before them (@fastify/swagger README).
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'hapctl',
+        version: API_VERSION,
+        description: "A REST control plane for HAProxy 3.4's Runtime API: dynamic backends, servers and maps, validated, " +
+          'with structured errors (RFC 9457) instead of free-text replies.'
+      },
+      tags: [
+        { name: 'backends', description: 'Dynamic and static backends' },
+        { name: 'health', description: 'Liveness and readiness' }
+      ],
+      components: {
+        securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'API_TOKEN, when the service sets one' } }
+      },
+      security: [{ bearerAuth: [] }]
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
+
+  registerErrorHandler(app)
+  if (config.apiToken !== undefined) registerAuth(app, config.apiToken)
+
+  app.get('/openapi.json', { schema: { hide: true } }, async function () {
+    return app.swagger()
+  })
+
+  const locks = new KeyedLock()
+  const catalog = new BackendCatalog(app.log.child({ module: 'catalog' }))
+  const backends = new BackendService({ runtime, catalog, locks })
+
+  await app.register(healthRoutes, { runtime })
+  await app.register(backendRoutes, { prefix: '/backends', backends })
+  return app
+}

@@ -1,0 +1,77 @@
+/**
+ * The one place that reads the environment. Parsed once at start-up with zod; on failure the service
+ * prints every problem and exits, rather than starting half-configured.
+ */
+import { z } from 'zod'
+import type { Endpoint } from './runtime/client.ts'
+
+/** `tcp://host:port` or `unix:///absolute/path` → a transport the runtime client understands. */
+export function parseEndpoint (value: string): Endpoint {
+  if (value.startsWith('unix://')) {
+    const path = value.slice('unix://'.length)
+    if (!path.startsWith('/')) throw new Error(`'${value}': a unix socket needs an absolute path (unix:///run/haproxy/admin.sock)`)
+    return { kind: 'unix', path }
+  }
+  if (value.startsWith('tcp://')) {
+    let url: URL
+    try {
+      url = new URL(value)
+    } catch {
+      throw new Error(`'${value}' is not a valid tcp://host:port address`)
+    }
+    const port = Number(url.port)
+    if (url.hostname === '' || !Number.isInteger(port) || port < 1 || port > 65535 || url.pathname.replace(/^\/$/, '') !== '') {
+      throw new Error(`'${value}' must be tcp://host:port with a port from 1 to 65535`)
+    }
+    return { kind: 'tcp', host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port }
+  }
+  throw new Error(`'${value}' must start with tcp:// or unix://`)
+}
+
+const EndpointSchema = z.string().transform((value, ctx) => {
+  try {
+    return parseEndpoint(value)
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message })
+    return z.NEVER
+  }
+})
+
+export const ConfigSchema = z.object({
+  HAPROXY_RUNTIME_API: EndpointSchema.prefault('tcp://127.0.0.1:9999'),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(5555),
+  API_TOKEN: z.string().min(16, 'API_TOKEN must be at least 16 characters').optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  HAPROXY_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
+  HAPROXY_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(9).default(4)
+}).transform(env => ({
+  runtimeApi: env.HAPROXY_RUNTIME_API,
+  host: env.HOST,
+  port: env.PORT,
+  apiToken: env.API_TOKEN,
+  logLevel: env.LOG_LEVEL,
+  runtimeTimeoutMs: env.HAPROXY_TIMEOUT_MS,
+  runtimeMaxConnections: env.HAPROXY_MAX_CONNECTIONS
+}))
+
+export type Config = Readonly<z.output<typeof ConfigSchema>>
+
+export class ConfigError extends Error {
+  readonly issues: string[]
+  constructor (issues: string[]) {
+    super(`invalid configuration:\n${issues.map(i => `  - ${i}`).join('\n')}`)
+    this.name = 'ConfigError'
+    this.issues = issues
+  }
+}
+
+/** Empty strings count as unset, so `API_TOKEN=` in a compose file does not mean a blank token. */
+export function loadConfig (env: Record<string, string | undefined>): Config {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''))
+  const result = ConfigSchema.safeParse(cleaned)
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map(i => `${i.path.join('.') || 'environment'}: ${i.message}`))
+  }
+  return Object.freeze(result.data)
+}

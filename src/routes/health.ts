@@ -1,0 +1,51 @@
+/**
+ * Liveness and readiness. Both are polled by orchestrators, so they log at `warn` only.
+ */
+import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
+import { z } from 'zod'
+import type { Runtime } from '../runtime/client.ts'
+import { showInfo } from '../runtime/commands/index.ts'
+import { ProblemSchema } from '../schemas/common.ts'
+
+const HealthSchema = z.object({ status: z.literal('ok') }).meta({ id: 'Health' })
+const ReadySchema = z.object({
+  status: z.literal('ready'),
+  haproxy: z.object({
+    version: z.string(),
+    releaseDate: z.string(),
+    pid: z.number().int(),
+    uptimeSec: z.number().int(),
+    startTimeSec: z.number().int().describe('Epoch seconds of the process start; changes on restart and reload'),
+    stopping: z.boolean()
+  })
+}).meta({ id: 'Ready' })
+
+export const healthRoutes: FastifyPluginAsyncZod<{ runtime: Runtime }> = async function (app, opts) {
+  app.get('/health', {
+    logLevel: 'warn',
+    schema: {
+      tags: ['health'],
+      summary: 'The hapctl process is running',
+      operationId: 'getHealth',
+      security: [],
+      response: { 200: HealthSchema }
+    }
+  }, async function () {
+    return { status: 'ok' as const }
+  })
+
+  app.get('/ready', {
+    logLevel: 'warn',
+    schema: {
+      tags: ['health'],
+      summary: 'HAProxy answers on its Runtime API',
+      description: 'Sends `show info` to HAProxy. 503 when HAProxy cannot be reached, 504 when it does not answer in time.',
+      operationId: 'getReady',
+      response: { 200: ReadySchema, 401: ProblemSchema, 502: ProblemSchema, 503: ProblemSchema, 504: ProblemSchema }
+    }
+  }, async function () {
+    const [info] = await opts.runtime.execute([showInfo()])
+    const { nodeName: _node, ...haproxy } = info
+    return { status: 'ready' as const, haproxy }
+  })
+}

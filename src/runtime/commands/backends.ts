@@ -1,0 +1,98 @@
+/**
+ * Process and backend commands.
+ * @see https://docs.haproxy.org/3.4/management.html#9.3
+ */
+import type { Command } from './core.ts'
+import { expectDone, expectLastLine, line, rejection, showCommand } from './core.ts'
+import { lastLine } from '../protocol.ts'
+import { checkMode, checkName, checkWaitMs } from '../validation.ts'
+import type { ProxyMode } from '../validation.ts'
+import { parseServersState, parseShowBackend, parseShowInfo, parseShowStat } from '../parsers.ts'
+import type { ProcessInfo, Row } from '../parsers.ts'
+
+// --- process ----------------------------------------------------------------------------------
+
+/** `show info` (management §9.3): version, pid and start time identify the process we talk to. */
+export function showInfo (): Command<ProcessInfo> {
+  return showCommand('show info', 'show info', parseShowInfo, r => r.includes('\nPid: ') || r.startsWith('Name: '))
+}
+
+// --- backends ---------------------------------------------------------------------------------
+
+/** `show stat [<proxy> <type> -1]` (management §9.1, §9.3). Without a backend: every proxy. */
+export function showStat (backend?: string): Command<Row[]> {
+  const text = backend === undefined ? 'show stat' : line('show stat', checkName('backend', backend), '-1', '-1')
+  return showCommand('show stat', text, parseShowStat, r => r.startsWith('# pxname,'))
+}
+
+/** `show servers state [<backend>]` (management §9.3). Unknown backend: `Can't find backend.` */
+export function showServersState (backend?: string): Command<Row[]> {
+  const text = backend === undefined ? 'show servers state' : line('show servers state', checkName('backend', backend))
+  return showCommand('show servers state', text, parseServersState, r => r.startsWith('1\n# be_id'))
+}
+
+/** `show backend` (management §9.3): backend names only. */
+export function showBackend (): Command<string[]> {
+  return showCommand('show backend', 'show backend', parseShowBackend, r => r.startsWith('# name'))
+}
+
+export type AddBackendResult = {
+  /**
+   * False when the defaults section uses a static balance algorithm: HAProxy still creates the
+   * backend but answers `New backend registered (no support for dynamic servers: …)`, and every
+   * `add server` on it will fail (runtime-notes 3.1).
+   */
+  dynamicServers: boolean
+  /** HAProxy's explanation when dynamicServers is false. */
+  note: string | undefined
+}
+
+/**
+ * `add backend <name> from <defaults> [mode <mode>]` (management §9.3). The word order matters:
+ * 3.4.7 rejects `add backend <name> mode http from <defaults>` with a usage error (runtime-notes 3.1).
+ */
+export function addBackend (name: string, from: string, mode?: ProxyMode): Command<AddBackendResult> {
+  const args = [checkName('backend', name), 'from', checkName('defaults', from)]
+  if (mode !== undefined) args.push('mode', checkMode(mode))
+  const verb = 'add backend'
+  return {
+    text: line(verb, ...args),
+    verb,
+    experimental: true,
+    parse: reply => {
+      const last = lastLine(reply)
+      if (last === 'New backend registered.') return { dynamicServers: true, note: undefined }
+      const limited = /^New backend registered \(no support for dynamic servers: (.*)\)\.$/.exec(last)
+      if (limited !== null) return { dynamicServers: false, note: limited[1] }
+      throw rejection(verb, reply)
+    }
+  }
+}
+
+/** `publish backend <name>` (management §9.3). Needs level admin on 3.4.7 although §9.3 says operator. */
+export function publishBackend (name: string): Command<void> {
+  const verb = 'publish backend'
+  return { text: line(verb, checkName('backend', name)), verb, parse: expectLastLine(verb, 'Backend published.') }
+}
+
+/** `unpublish backend <name>` (management §9.3): use_backend and default_backend then skip it. */
+export function unpublishBackend (name: string): Command<void> {
+  const verb = 'unpublish backend'
+  return { text: line(verb, checkName('backend', name)), verb, parse: expectLastLine(verb, 'Backend unpublished.') }
+}
+
+/**
+ * `del backend <name>` (management §9.3). The reply may start with state-change notices about this
+ * or another backend; only the last line is the verdict (runtime-notes 3.4).
+ */
+export function delBackend (name: string): Command<void> {
+  const verb = 'del backend'
+  return { text: line(verb, checkName('backend', name)), verb, experimental: true, parse: expectLastLine(verb, 'Backend deleted.') }
+}
+
+/** `wait <delay> be-removable <backend>` (management §9.3): returns as soon as the backend is removable. */
+export function waitBackendRemovable (name: string, timeoutMs: number): Command<void> {
+  const verb = 'wait be-removable'
+  const ms = checkWaitMs(timeoutMs)
+  return { text: line('wait', `${ms}ms`, 'be-removable', checkName('backend', name)), verb, parse: expectDone(verb), extraTimeMs: ms }
+}

@@ -1,0 +1,33 @@
+/**
+ * Shared zod schemas. Ids given with `.meta({ id })` become `components.schemas` entries in the
+ * generated OpenAPI document.
+ */
+import { z } from 'zod'
+import { NAME_PATTERN } from '../runtime/validation.ts'
+
+export const ProblemSchema = z.object({
+  type: z.string().describe('A URI naming the kind of problem'),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string().describe('What happened, for a human'),
+  instance: z.string().optional(),
+  code: z.string().describe('Stable machine-readable code, e.g. HAPX_NOT_FOUND'),
+  haproxyMessage: z.string().optional().describe("HAProxy's own reply, verbatim, when HAProxy refused the command"),
+  command: z.string().optional().describe('The Runtime API command that failed (keywords only)'),
+  errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+  state: z.record(z.string(), z.unknown()).optional().describe('What the resource was left like when a request stopped half-way'),
+  warnings: z.array(z.string()).optional()
+}).meta({ id: 'Problem', description: 'RFC 9457 problem details' })
+
+export const NameSchema = z.string()
+  .regex(NAME_PATTERN, "letters, digits, '_', '.', ':' and '-', starting with a letter, digit or '_', at most 128 characters")
+  .meta({ id: 'Name', example: 'mybackend1' })
+
+/** Durations as HAProxy writes them: a number with an optional ms/s/m unit (default ms). */
+export const DurationSchema = z.string()
+  .regex(/^[0-9]{1,7}(ms|s|m)?$/, 'a duration such as 500ms, 5s or 1m (no unit = milliseconds)')
+  .transform(v => {
+    const m = /^([0-9]+)(ms|s|m)?$/.exec(v) as RegExpExecArray
+    return Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000 }[m[2] ?? 'ms'] as number)
+  })
+  .refine(ms => ms >= 1 && ms <= 300_000, 'between 1ms and 5m')

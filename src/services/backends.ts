@@ -1,0 +1,314 @@
+/**
+ * Backends: turns resource operations into Runtime API command sequences, in the right order, with
+ * rollback when a later step fails. Routes call this; it calls the runtime client. Locks, the catalog
+ * of runtime-created backends and (later) the audit trail and desired state live at this layer.
+ */
+import type { Runtime } from '../runtime/client.ts'
+import * as cmd from '../runtime/commands/index.ts'
+import { RuntimeCommandError, RuntimeError } from '../runtime/errors.ts'
+import type { ProcessInfo, Row } from '../runtime/parsers.ts'
+import { StatType } from '../runtime/parsers.ts'
+import type { ProxyMode } from '../runtime/validation.ts'
+import { PROXY_MODES, checkName } from '../runtime/validation.ts'
+import { ApiError, fromRuntimeError } from '../errors.ts'
+import type { BackendCatalog } from './catalog.ts'
+import type { KeyedLock } from './locks.ts'
+
+export type Backend = {
+  name: string
+  mode: ProxyMode | null
+  published: boolean
+  status: string
+  dynamic: boolean
+  from: string | null
+  balance: string | null
+  acceptsDynamicServers: boolean | null
+  servers: number
+  warnings: string[]
+}
+
+export type CreateBackendInput = { name: string, from: string, mode?: ProxyMode | undefined, published: boolean }
+
+const UNPUB_SUFFIX = ' (UNPUB)'
+
+/** srv_admin_state bits (management §9.3 `show servers state`). */
+const ADMIN_FMAINT = 0x01
+const ADMIN_FDRAIN = 0x08
+/** srv_agent_state bit: agent check enabled. */
+const CHECK_ENABLED = 0x04
+
+export const TCP_MODE_WARNING = 'mode tcp: an HTTP frontend that routes to this backend gives its clients an empty reply; use mode http for backends behind HTTP frontends'
+
+/** Balance algorithms HAProxy accepts dynamic servers with; hash-based ones depend on hash-type. */
+const DYNAMIC_ALGOS = new Set(['roundrobin', 'leastconn', 'first', 'random', 'unknown'])
+
+function rejectionOf (err: unknown): RuntimeCommandError | undefined {
+  return err instanceof RuntimeCommandError ? err : undefined
+}
+
+/** Runtime errors become HTTP errors here so that callers can add context; others pass through. */
+function asApiError (err: unknown): unknown {
+  return err instanceof RuntimeError ? fromRuntimeError(err) : err
+}
+
+export class BackendService {
+  readonly #runtime: Runtime
+  readonly #catalog: BackendCatalog
+  readonly #locks: KeyedLock
+
+  constructor (deps: { runtime: Runtime, catalog: BackendCatalog, locks: KeyedLock }) {
+    this.#runtime = deps.runtime
+    this.#catalog = deps.catalog
+    this.#locks = deps.locks
+  }
+
+  async list (): Promise<Backend[]> {
+    let info, stat
+    try {
+      [info, stat] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat()])
+    } catch (err) {
+      throw asApiError(err)
+    }
+    this.#catalog.observe(info)
+    const backends = this.#fromStat(stat)
+    this.#catalog.retain(new Set(backends.map(b => b.name)))
+    return backends
+  }
+
+  async get (name: string): Promise<Backend> {
+    checkName('backend', name)
+    try {
+      const [info, stat] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(name)])
+      this.#catalog.observe(info)
+      const found = this.#fromStat(stat).find(b => b.name === name)
+      if (found !== undefined) return found
+    } catch (err) {
+      // `show stat <unknown>` says `No such proxy.`; a frontend's name finds no BACKEND row.
+      if (rejectionOf(err)?.kind !== 'not_found') throw asApiError(err)
+    }
+    throw notFound(name)
+  }
+
+  async create (input: CreateBackendInput): Promise<Backend> {
+    return this.#locks.run(`backend:${input.name}`, async () => {
+      let created: cmd.AddBackendResult
+      try {
+        [created] = await this.#runtime.execute([cmd.addBackend(input.name, input.from, input.mode)])
+      } catch (err) {
+        const r = rejectionOf(err)
+        if (r?.kind === 'not_found') {
+          throw new ApiError(422, 'HAPX_DEFAULTS_NOT_FOUND', `there is no defaults section named '${input.from}' in HAProxy's configuration (backends are created from a named defaults section)`, { haproxyMessage: r.haproxyMessage, command: r.verb })
+        }
+        if (r?.kind === 'exists') {
+          throw new ApiError(409, 'HAPX_BACKEND_EXISTS', `the name '${input.name}' is already used by another proxy`, { haproxyMessage: r.haproxyMessage, command: r.verb })
+        }
+        if (r !== undefined && /^Mode is required/.test(r.haproxyMessage)) {
+          throw new ApiError(400, 'HAPX_MODE_REQUIRED', `defaults section '${input.from}' sets no mode: give "mode": "http" or "tcp"`, { haproxyMessage: r.haproxyMessage, command: r.verb })
+        }
+        throw asApiError(err)
+      }
+      this.#catalog.add(input.name, {
+        from: input.from,
+        createdAt: new Date().toISOString(),
+        dynamicServers: created.dynamicServers,
+        dynamicServersNote: created.note
+      })
+      if (input.published) {
+        try {
+          await this.#runtime.execute([cmd.publishBackend(input.name)])
+        } catch (err) {
+          await this.#undoCreate(input.name, err)
+        }
+      }
+      return this.get(input.name)
+    })
+  }
+
+  /** Removes a backend whose creation could not be completed; the caller's error is what the client sees. */
+  async #undoCreate (name: string, cause: unknown): Promise<never> {
+    try {
+      await this.#runtime.execute([cmd.delBackend(name)])
+      this.#catalog.delete(name)
+    } catch (undoErr) {
+      const api = asApiError(cause)
+      if (api instanceof ApiError) {
+        throw new ApiError(api.status, api.code, `${api.message}; removing the half-created backend failed too (${(undoErr as Error).message})`,
+          { ...api.extras, state: { backend: name, exists: true, published: false } }, { cause })
+      }
+    }
+    throw asApiError(cause)
+  }
+
+  async setPublished (name: string, published: boolean): Promise<Backend> {
+    checkName('backend', name)
+    return this.#locks.run(`backend:${name}`, async () => {
+      try {
+        await this.#runtime.execute([published ? cmd.publishBackend(name) : cmd.unpublishBackend(name)])
+      } catch (err) {
+        if (rejectionOf(err)?.kind === 'not_found') throw notFound(name)
+        throw asApiError(err)
+      }
+      return this.get(name)
+    })
+  }
+
+  /**
+   * The seed's removal sequence (management §9.3 `del backend`, runtime-notes 8): unpublish, put every
+   * server in maintenance, wait until each is removable, delete them, wait until the backend is
+   * removable, delete it. Until the first server is deleted everything can be undone, so a server
+   * that does not drain in time restores the backend as it was; after that the error says what is left.
+   */
+  async delete (name: string, opts: { timeoutMs: number, force: boolean }): Promise<void> {
+    checkName('backend', name)
+    return this.#locks.run(`backend:${name}`, async () => {
+      const deadline = Date.now() + opts.timeoutMs
+      const [info, stat, servers] = await this.#preflight(name)
+      this.#catalog.observe(info)
+      const backend = this.#fromStat(stat).find(b => b.name === name)
+      if (backend === undefined) throw notFound(name)
+      if (!backend.dynamic && !opts.force) {
+        throw new ApiError(409, 'HAPX_BACKEND_STATIC',
+          `backend '${name}' comes from HAProxy's configuration (or was not created through this hapctl): deleting it lasts only until the next reload; pass force=true to delete it anyway`)
+      }
+
+      const prior = servers.map(s => ({
+        name: s.srv_name as string,
+        admin: Number(s.srv_admin_state),
+        agentEnabled: (Number(s.srv_agent_state) & CHECK_ENABLED) !== 0
+      }))
+      const quiesce: Array<cmd.Command<void>> = [cmd.unpublishBackend(name)]
+      for (const s of prior) {
+        if (s.agentEnabled) quiesce.push(cmd.disableAgent(name, s.name))
+        if ((s.admin & ADMIN_FMAINT) === 0) quiesce.push(cmd.setServerState(name, s.name, 'maint'))
+      }
+      const restore = async (): Promise<string | undefined> => {
+        const undo: Array<cmd.Command<void>> = []
+        for (const s of prior) {
+          if ((s.admin & ADMIN_FMAINT) === 0) undo.push(cmd.setServerState(name, s.name, (s.admin & ADMIN_FDRAIN) !== 0 ? 'drain' : 'ready'))
+          if (s.agentEnabled) undo.push(cmd.enableAgent(name, s.name))
+        }
+        if (backend.published) undo.push(cmd.publishBackend(name))
+        try {
+          if (undo.length > 0) await this.#runtime.execute(undo)
+          return undefined
+        } catch (err) {
+          return (err as Error).message
+        }
+      }
+
+      try {
+        await this.#runtime.execute(quiesce)
+        for (const s of prior) {
+          await this.#runtime.execute([cmd.waitServerRemovable(name, s.name, remaining(deadline))])
+        }
+      } catch (err) {
+        const failure = await restore()
+        const r = rejectionOf(err)
+        const state = failure === undefined
+          ? { backend: name, restored: true, published: backend.published }
+          : { backend: name, restored: false, restoreError: failure }
+        if (r !== undefined && r.verb === 'wait srv-removable') {
+          throw new ApiError(409, 'HAPX_NOT_REMOVABLE',
+            `a server of '${name}' still had connections when the ${opts.timeoutMs} ms timeout ran out; ${failure === undefined ? 'the backend and its servers were put back as they were' : `putting the backend back failed: ${failure}`}`,
+            { haproxyMessage: r.haproxyMessage, command: r.verb, state })
+        }
+        const api = asApiError(err)
+        if (api instanceof ApiError) throw new ApiError(api.status, api.code, api.message, { ...api.extras, state }, { cause: err })
+        throw api
+      }
+
+      // Past this point servers are being deleted: nothing can be put back, only reported.
+      const deleted: string[] = []
+      try {
+        for (const s of prior) {
+          await this.#runtime.execute([cmd.delServer(name, s.name)])
+          deleted.push(s.name)
+        }
+        await this.#runtime.execute([cmd.waitBackendRemovable(name, remaining(deadline)), cmd.delBackend(name)])
+      } catch (err) {
+        const r = rejectionOf(err)
+        const state = { backend: name, published: false, serversDeleted: deleted, serversLeft: prior.map(s => s.name).filter(n => !deleted.includes(n)) }
+        if (r !== undefined) {
+          throw new ApiError(409, r.verb === 'wait be-removable' ? 'HAPX_NOT_REMOVABLE' : 'HAPX_CONFLICT',
+            `backend '${name}' could not be deleted: ${r.haproxyMessage} It was left unpublished, with ${state.serversLeft.length} server(s) left.`,
+            { haproxyMessage: r.haproxyMessage, command: r.verb, state })
+        }
+        const api = asApiError(err)
+        if (api instanceof ApiError) throw new ApiError(api.status, api.code, api.message, { ...api.extras, state }, { cause: err })
+        throw api
+      }
+      this.#catalog.delete(name)
+    })
+  }
+
+  /**
+   * Reads what the removal needs, and asks HAProxy whether the backend can ever be removed before
+   * touching it: `wait … be-removable` reports references from the configuration first (verified on
+   * 3.4.7: before the published and has-servers checks), so a referenced backend is refused unchanged.
+   */
+  async #preflight (name: string): Promise<[ProcessInfo, Row[], Row[]]> {
+    let info, stat, servers
+    try {
+      [info, stat, servers] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(name), cmd.showServersState(name)])
+    } catch (err) {
+      const r = rejectionOf(err)
+      if (r?.kind === 'not_found') throw notFound(name)
+      throw asApiError(err)
+    }
+    try {
+      await this.#runtime.execute([cmd.waitBackendRemovable(name, 1)])
+    } catch (err) {
+      const r = rejectionOf(err)
+      if (r === undefined) throw asApiError(err)
+      const transient = /must be unpublished|Only a backend without server|still has attached streams|Wait delay expired/.test(r.haproxyMessage)
+      if (!transient) {
+        throw new ApiError(409, 'HAPX_BACKEND_NOT_REMOVABLE', `HAProxy cannot remove backend '${name}' at runtime; nothing was changed`,
+          { haproxyMessage: r.haproxyMessage, command: r.verb, state: { backend: name, changed: false } })
+      }
+    }
+    return [info, stat, servers]
+  }
+
+  #fromStat (rows: Row[]): Backend[] {
+    const serverCount = new Map<string, number>()
+    for (const r of rows) {
+      if (r.type === StatType.SERVER) serverCount.set(r.pxname as string, (serverCount.get(r.pxname as string) ?? 0) + 1)
+    }
+    return rows.filter(r => r.type === StatType.BACKEND).map(r => {
+      const name = r.pxname as string
+      const rawStatus = r.status ?? ''
+      const meta = this.#catalog.get(name)
+      const mode = (PROXY_MODES as readonly string[]).includes(r.mode ?? '') ? r.mode as ProxyMode : null
+      const balance = r.algo === undefined || r.algo === '' ? null : r.algo
+      let accepts: boolean | null
+      if (meta !== undefined && !meta.dynamicServers) accepts = false
+      else if (balance === null) accepts = null
+      else if (DYNAMIC_ALGOS.has(balance)) accepts = true
+      else if (balance === 'static-rr') accepts = false
+      else accepts = null
+      const warnings: string[] = []
+      if (meta !== undefined && !meta.dynamicServers) warnings.push(`no dynamic servers: HAProxy will refuse every 'add server' on it (${meta.dynamicServersNote ?? 'static load-balancing algorithm'})`)
+      if (mode === 'tcp') warnings.push(TCP_MODE_WARNING)
+      return {
+        name,
+        mode,
+        published: !rawStatus.endsWith(UNPUB_SUFFIX),
+        status: rawStatus.endsWith(UNPUB_SUFFIX) ? rawStatus.slice(0, -UNPUB_SUFFIX.length) : rawStatus,
+        dynamic: meta !== undefined,
+        from: meta?.from ?? null,
+        balance,
+        acceptsDynamicServers: accepts,
+        servers: serverCount.get(name) ?? 0,
+        warnings
+      }
+    })
+  }
+}
+
+function remaining (deadline: number): number {
+  return Math.max(1, deadline - Date.now())
+}
+
+function notFound (name: string): ApiError {
+  return new ApiError(404, 'HAPX_BACKEND_NOT_FOUND', `there is no backend named '${name}'`)
+}
