@@ -1,0 +1,37 @@
+import { readFile } from 'node:fs/promises'
+import { compileErrors, validate } from '@readme/openapi-parser'
+import { describe, expect, it } from 'vitest'
+import { SPEC_PATH, generateSpec } from '../src/openapi.ts'
+
+describe('openapi/openapi.json', () => {
+  it('is what the code generates (run `npm run openapi` and commit when this fails)', async () => {
+    const committed = await readFile(SPEC_PATH, 'utf8')
+    expect(committed).toBe(await generateSpec())
+  })
+
+  it('is a valid OpenAPI 3.1 document', async () => {
+    const spec = JSON.parse(await generateSpec())
+    expect(spec.openapi).toBe('3.1.0')
+    const result = await validate(spec)
+    expect(result.valid, result.valid ? '' : compileErrors(result)).toBe(true)
+  })
+
+  it('declares tags, summary, operationId and error responses on every operation', async () => {
+    const spec = JSON.parse(await generateSpec())
+    const operations = Object.entries(spec.paths as Record<string, Record<string, any>>)
+      .flatMap(([path, item]) => Object.entries(item).map(([method, op]) => ({ path, method, op })))
+    expect(operations.length).toBeGreaterThan(5)
+    const ids = new Set<string>()
+    for (const { path, method, op } of operations) {
+      const where = `${method.toUpperCase()} ${path}`
+      expect(op.tags?.length, where).toBeGreaterThan(0)
+      expect(op.summary, where).toBeTruthy()
+      expect(op.operationId, where).toMatch(/^[a-z][A-Za-z]+$/)
+      expect(ids.has(op.operationId), `duplicate operationId ${op.operationId}`).toBe(false)
+      ids.add(op.operationId)
+      if (path !== '/health') {
+        for (const status of ['503', '504']) expect(Object.keys(op.responses), `${where} ${status}`).toContain(status)
+      }
+    }
+  })
+})

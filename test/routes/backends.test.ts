@@ -1,0 +1,181 @@
+import { describe, expect, it } from 'vitest'
+import { RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError } from '../../src/runtime/errors.ts'
+import { buildTestApp } from '../helpers/build-test-app.ts'
+import { INFO_REPLY, fakeRuntime, statReply } from '../helpers/fake-runtime.ts'
+
+const SERVERS_HEADER = '1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port'
+
+/** A small HAProxy: answers the commands BackendService sends with 3.4.7's exact strings. */
+function haproxy (overrides: Record<string, string | Error> = {}) {
+  const backends = new Map<string, { published: boolean }>([['webservers', { published: true }]])
+  return fakeRuntime(text => {
+    if (text in overrides) return overrides[text] as string | Error
+    const [verb, sub, name] = text.split(' ')
+    if (text === 'show info') return INFO_REPLY
+    if (text === 'show stat' || (verb === 'show' && sub === 'stat')) {
+      const only = text === 'show stat' ? undefined : name
+      if (only !== undefined && !backends.has(only)) return 'No such proxy.'
+      return statReply([...backends].filter(([n]) => only === undefined || n === only)
+        .map(([n, b]) => ({ px: n, status: b.published ? 'UP' : 'UP (UNPUB)' })))
+    }
+    if (text.startsWith('show servers state')) return SERVERS_HEADER
+    if (text.startsWith('add backend')) {
+      const m = /^add backend (\S+) from (\S+)/.exec(text) as RegExpExecArray
+      if (backends.has(m[1] as string)) return `Error during backend creation : name is already used by other proxy 'backend ${m[1]}'.`
+      if (m[2] === 'nomode' && !text.includes(' mode ')) return "Mode is required as 'nomode' default proxy does not explicitly defines it."
+      if (!['mydefaults', 'nomode', 'staticrr'].includes(m[2] as string)) return `Cannot find default proxy '${m[2]}'.`
+      backends.set(m[1] as string, { published: false })
+      return m[2] === 'staticrr'
+        ? `New backend registered (no support for dynamic servers: backend '${m[1]}' uses a non dynamic load balancing method).`
+        : 'New backend registered.'
+    }
+    if (text === 'experimental-mode on') return ''
+    if (verb === 'publish' || verb === 'unpublish') {
+      const b = backends.get(name as string)
+      if (b === undefined) return 'No such backend.'
+      b.published = verb === 'publish'
+      return verb === 'publish' ? 'Backend published.' : 'Backend unpublished.'
+    }
+    if (text.startsWith('wait ')) return 'Done.'
+    if (verb === 'del' && sub === 'backend') { backends.delete(name as string); return 'Backend deleted.' }
+    return `Unknown command: '${verb}'`
+  })
+}
+
+describe('POST /backends', () => {
+  it('sends add backend with `from` before `mode` and answers 201 with a Location', async () => {
+    const rt = haproxy()
+    const app = await buildTestApp(rt)
+    const res = await app.inject({ method: 'POST', url: '/backends', payload: { name: 'b1', from: 'nomode', mode: 'http' } })
+    expect(res.statusCode).toBe(201)
+    expect(res.headers.location).toBe('/backends/b1')
+    expect(res.json()).toMatchObject({ name: 'b1', dynamic: true, from: 'nomode', published: false })
+    expect(rt.sent).toContain('add backend b1 from nomode mode http')
+  })
+
+  it('publishes right away when asked', async () => {
+    const rt = haproxy()
+    const app = await buildTestApp(rt)
+    const res = await app.inject({ method: 'POST', url: '/backends', payload: { name: 'b1', from: 'mydefaults', published: true } })
+    expect(res.statusCode).toBe(201)
+    expect(res.json().published).toBe(true)
+    expect(rt.sent).toContain('publish backend b1')
+  })
+
+  it('removes the backend again when publishing fails, and says why', async () => {
+    const rt = haproxy({ 'publish backend b1': 'Permission denied' })
+    const app = await buildTestApp(rt)
+    const res = await app.inject({ method: 'POST', url: '/backends', payload: { name: 'b1', from: 'mydefaults', published: true } })
+    expect(res.statusCode).toBe(502)
+    expect(res.json()).toMatchObject({ code: 'HAPX_RUNTIME_FORBIDDEN', haproxyMessage: 'Permission denied' })
+    expect(rt.sent).toContain('del backend b1')
+  })
+
+  it.each([
+    [{ name: 'webservers', from: 'mydefaults' }, 409, 'HAPX_BACKEND_EXISTS'],
+    [{ name: 'b2', from: 'nomode' }, 400, 'HAPX_MODE_REQUIRED'],
+    [{ name: 'b2', from: 'nosuch' }, 422, 'HAPX_DEFAULTS_NOT_FOUND'],
+    [{ name: 'a b', from: 'mydefaults' }, 400, 'HAPX_VALIDATION_FAILED'],
+    [{ name: 'a;del backend webservers', from: 'mydefaults' }, 400, 'HAPX_VALIDATION_FAILED'],
+    [{ name: 'b2', from: 'mydefaults', mode: 'spop' }, 400, 'HAPX_VALIDATION_FAILED'],
+    [{ name: 'b2', from: 'mydefaults', extra: 1 }, 400, 'HAPX_VALIDATION_FAILED'],
+    [{ from: 'mydefaults' }, 400, 'HAPX_VALIDATION_FAILED']
+  ])('%j → %i %s', async (payload, status, code) => {
+    const rt = haproxy()
+    const app = await buildTestApp(rt)
+    const res = await app.inject({ method: 'POST', url: '/backends', payload })
+    expect(res.statusCode).toBe(status)
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/)
+    const body = res.json()
+    expect(body).toMatchObject({ status, code, title: expect.any(String), detail: expect.any(String), type: expect.stringMatching(/^https:/) })
+    if (status === 400 && code === 'HAPX_VALIDATION_FAILED') expect(rt.sent).toEqual([])
+  })
+
+  it('reports that a defaults section with a static algorithm yields a backend without dynamic servers', async () => {
+    const app = await buildTestApp(haproxy())
+    const res = await app.inject({ method: 'POST', url: '/backends', payload: { name: 'srr', from: 'staticrr' } })
+    expect(res.statusCode).toBe(201)
+    expect(res.json().acceptsDynamicServers).toBe(false)
+    expect(res.json().warnings).toEqual([expect.stringContaining("backend 'srr' uses a non dynamic load balancing method")])
+  })
+})
+
+describe('errors from the transport', () => {
+  it.each([
+    [new RuntimeUnavailableError('tcp://127.0.0.1:9999', 'ECONNREFUSED'), 503, 'HAPX_RUNTIME_UNAVAILABLE'],
+    [new RuntimeTimeoutError(5000, 'show stat'), 504, 'HAPX_RUNTIME_TIMEOUT'],
+    [new RuntimeProtocolError('garbage'), 502, 'HAPX_RUNTIME_PROTOCOL']
+  ])('%s → %i', async (err, status, code) => {
+    const app = await buildTestApp(haproxy({ 'show info': err }))
+    for (const url of ['/backends', '/backends/webservers', '/ready']) {
+      const res = await app.inject({ method: 'GET', url })
+      expect(res.statusCode, url).toBe(status)
+      expect(res.json().code).toBe(code)
+    }
+  })
+})
+
+describe('GET/PATCH/DELETE /backends/:name', () => {
+  it('404 for an unknown backend, with a problem body', async () => {
+    const app = await buildTestApp(haproxy())
+    for (const [method, payload] of [['GET', undefined], ['PATCH', { published: true }], ['DELETE', undefined]] as const) {
+      const res = await app.inject({ method, url: '/backends/nosuch', payload })
+      expect(res.statusCode, method).toBe(404)
+      expect(res.json().code, method).toBe('HAPX_BACKEND_NOT_FOUND')
+    }
+  })
+
+  it('refuses to delete a backend it did not create unless forced', async () => {
+    const rt = haproxy({ 'wait 1ms be-removable webservers': 'Failed. Backend must be unpublished prior to its deletion.' })
+    const app = await buildTestApp(rt)
+    const res = await app.inject({ method: 'DELETE', url: '/backends/webservers' })
+    expect(res.statusCode).toBe(409)
+    expect(res.json().code).toBe('HAPX_BACKEND_STATIC')
+    expect(rt.sent.some(t => t.startsWith('unpublish'))).toBe(false)
+  })
+
+  it('refuses a backend the configuration references without changing anything', async () => {
+    const message = 'Failed. This proxy cannot be removed at runtime due to other configuration elements pointing to it.'
+    const rt = haproxy({ 'wait 1ms be-removable webservers': message })
+    const app = await buildTestApp(rt)
+    const res = await app.inject({ method: 'DELETE', url: '/backends/webservers?force=true' })
+    expect(res.statusCode).toBe(409)
+    expect(res.json()).toMatchObject({ code: 'HAPX_BACKEND_NOT_REMOVABLE', haproxyMessage: message, state: { changed: false } })
+    expect(rt.sent.filter(t => !t.startsWith('show') && !t.startsWith('wait'))).toEqual([])
+  })
+
+  it('deletes in the seed order: unpublish, wait be-removable, del backend', async () => {
+    const rt = haproxy()
+    const app = await buildTestApp(rt)
+    await app.inject({ method: 'POST', url: '/backends', payload: { name: 'b1', from: 'mydefaults', published: true } })
+    rt.sent.length = 0
+    const res = await app.inject({ method: 'DELETE', url: '/backends/b1?timeout=2s' })
+    expect(res.statusCode).toBe(204)
+    expect(rt.sent.filter(t => !t.startsWith('show'))).toEqual([
+      'wait 1ms be-removable b1', 'unpublish backend b1', 'wait 2000ms be-removable b1', 'del backend b1'
+    ])
+  })
+
+  it.each(['0', 'abc', '10h', '-1s', '301s'])('rejects timeout=%s with 400 before talking to HAProxy', async timeout => {
+    const rt = haproxy()
+    const app = await buildTestApp(rt)
+    const res = await app.inject({ method: 'DELETE', url: `/backends/b1?timeout=${timeout}` })
+    expect(res.statusCode).toBe(400)
+    expect(rt.sent).toEqual([])
+  })
+})
+
+describe('authentication', () => {
+  const token = 'a-long-enough-secret-token'
+  it('protects every route but /health, /docs and /openapi.json when API_TOKEN is set', async () => {
+    const app = await buildTestApp(haproxy(), { API_TOKEN: token })
+    expect((await app.inject({ url: '/health' })).statusCode).toBe(200)
+    expect((await app.inject({ url: '/openapi.json' })).statusCode).toBe(200)
+    const anonymous = await app.inject({ url: '/backends' })
+    expect(anonymous.statusCode).toBe(401)
+    expect(anonymous.headers['www-authenticate']).toMatch(/^Bearer/)
+    expect(anonymous.json().code).toBe('HAPX_UNAUTHORIZED')
+    expect((await app.inject({ url: '/ready', headers: { authorization: 'Bearer wrong' } })).statusCode).toBe(401)
+    expect((await app.inject({ url: '/backends', headers: { authorization: `Bearer ${token}` } })).statusCode).toBe(200)
+  })
+})
