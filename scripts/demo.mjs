@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+// The quick start in one command: installs HAProxy 3.4 if needed, starts two tiny HTTP upstreams,
+// HAProxy with examples/haproxy.cfg and hapctl against its Runtime API, then waits for Ctrl-C.
+//   frontend      http://127.0.0.1:8080   (path → backend through virt@paths.map)
+//   upstreams     http://127.0.0.1:8081 (web1, the default), http://127.0.0.1:8082 (app1)
+//   Runtime API   tcp://127.0.0.1:9999
+//   hapctl        http://127.0.0.1:5555   Swagger UI at /docs
+import { execFileSync, spawn } from 'node:child_process'
+import http from 'node:http'
+import net from 'node:net'
+import { fileURLToPath } from 'node:url'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const log = msg => process.stderr.write(`demo: ${msg}\n`)
+
+const haproxy = execFileSync('bash', ['scripts/install-haproxy.sh'], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
+  .toString().trim().split('\n').pop()
+
+const upstreams = [['web1', 8081], ['app1', 8082]].map(([name, port]) => http.createServer((req, res) => {
+  res.setHeader('content-type', 'text/plain')
+  res.end(`srv=${name} path=${req.url}\n`)
+}).listen(port, '127.0.0.1'))
+
+const children = []
+function start (cmd, args, extraEnv = {}) {
+  const child = spawn(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...extraEnv } })
+  child.on('exit', code => { log(`${args.at(-1) ?? cmd} exited (${code})`); shutdown(1) })
+  children.push(child)
+  return child
+}
+
+let stopping = false
+function shutdown (code = 0) {
+  if (stopping) return
+  stopping = true
+  for (const c of children) c.kill('SIGTERM')
+  for (const u of upstreams) u.close()
+  setTimeout(() => process.exit(code), 300).unref()
+}
+process.on('SIGINT', () => shutdown(0))
+process.on('SIGTERM', () => shutdown(0))
+
+async function waitForPort (port) {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise(resolve => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) })
+      s.on('error', () => resolve(false))
+    })
+    if (ok) return
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port}`)
+}
+
+start(haproxy, ['-f', 'examples/haproxy.cfg', '-db'])
+await waitForPort(9999)
+log('building hapctl')
+execFileSync('npm', ['run', '-s', 'build'], { cwd: root, stdio: 'inherit' })
+start(process.execPath, ['dist/server.js'], { HAPROXY_RUNTIME_API: 'tcp://127.0.0.1:9999', PORT: '5555', HOST: '127.0.0.1' })
+await waitForPort(5555)
+log(`ready: hapctl http://127.0.0.1:5555 (Swagger UI: http://127.0.0.1:5555/docs), HAProxy frontend http://127.0.0.1:8080
+  try: curl -s -XPOST localhost:5555/backends -H 'content-type: application/json' -d '{"name":"mybackend1","from":"mydefaults"}'
+  Ctrl-C stops everything`)
