@@ -14,7 +14,8 @@ export default defineConfig({
           name: 'unit',
           include: ['test/**/*.test.ts'],
           exclude: ['test/integration/**'],
-          environment: 'node'
+          environment: 'node',
+          sequence: { groupOrder: 0 }
         }
       },
       {
@@ -26,7 +27,9 @@ export default defineConfig({
           testTimeout: 30_000,
           hookTimeout: 120_000,
           // Each file starts its own HAProxy on free ports; two cores, so keep the fan-out small.
-          maxWorkers: 2
+          maxWorkers: 2,
+          // Runs after the unit project (vitest needs distinct groups for different maxWorkers).
+          sequence: { groupOrder: 1 }
         }
       }
     ]

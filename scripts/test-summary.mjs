@@ -15,6 +15,8 @@ try {
 }
 const brokenFiles = (report.testResults ?? []).filter(r => r.status === 'failed' && (r.assertionResults ?? []).length === 0).length
 const passed = report.numPassedTests ?? 0
-const failed = (report.numFailedTests ?? 0) + brokenFiles
+let failed = (report.numFailedTests ?? 0) + brokenFiles
+// An error outside any test (a broken config, an unhandled rejection) fails the run without failing a test.
+if (report.success === false && failed === 0) failed = 1
 const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0)
 console.log(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}`)

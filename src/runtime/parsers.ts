@@ -84,7 +84,8 @@ export function parseShowInfo (reply: string): ProcessInfo {
     if (i > 0) fields.set(line.slice(0, i), line.slice(i + 1).trim())
   }
   const num = (k: string): number => {
-    const v = Number(fields.get(k))
+    // Number('') is 0: an empty field must not pass for pid 0.
+    const v = fields.get(k) === '' ? NaN : Number(fields.get(k))
     if (!Number.isFinite(v)) throw new RuntimeProtocolError(`show info: field ${k} is missing or not a number`, { verb: 'show info', reply })
     return v
   }

@@ -45,9 +45,12 @@ export class ReplyReader {
     return reply
   }
 
-  /** Bytes received that do not (yet) form a complete reply. */
+  /**
+   * Text received that does not (yet) form a complete reply. Side-effect free: bytes of a character
+   * still split across chunks stay in the decoder.
+   */
   get pending (): string {
-    return this.#buffer + this.#decoder.end()
+    return this.#buffer
   }
 }
 

@@ -151,8 +151,9 @@ describe('GET/PATCH/DELETE /backends/:name', () => {
     rt.sent.length = 0
     const res = await app.inject({ method: 'DELETE', url: '/backends/b1?timeout=2s' })
     expect(res.statusCode).toBe(204)
+    // The last wait gets what is left of the 2 s budget.
     expect(rt.sent.filter(t => !t.startsWith('show'))).toEqual([
-      'wait 1ms be-removable b1', 'unpublish backend b1', 'wait 2000ms be-removable b1', 'del backend b1'
+      'wait 1ms be-removable b1', 'unpublish backend b1', expect.stringMatching(/^wait (1[89]\d\d|2000)ms be-removable b1$/), 'del backend b1'
     ])
   })
 

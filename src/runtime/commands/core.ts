@@ -51,9 +51,18 @@ export function classifyRejection (message: string): RejectionKind {
   return 'rejected'
 }
 
+/**
+ * The verdict is on the last line, except after `Unknown command: 'x', but maybe…`, which is followed
+ * by a list of suggested commands (runtime-notes 1.6): then the first line decides.
+ */
+function classifyReply (message: string): RejectionKind {
+  const kind = classifyRejection(lastLine(message) || message)
+  return kind !== 'rejected' ? kind : classifyRejection(message.split('\n')[0] ?? '')
+}
+
 export function rejection (verb: string, reply: string): RuntimeCommandError {
   const message = withoutNotices(reply).trim() || reply.trim() || '(empty reply)'
-  return new RuntimeCommandError(verb, classifyRejection(lastLine(message) || message), message)
+  return new RuntimeCommandError(verb, classifyReply(message), message)
 }
 
 /** Composes one command line from its keywords and checked arguments. */
@@ -87,7 +96,7 @@ export function showCommand<T> (verb: string, text: string, parse: (reply: strin
     verb,
     parse: reply => {
       if (!looksValid(reply)) {
-        if (reply.trim() !== '' && classifyRejection(lastLine(reply)) !== 'rejected') throw rejection(verb, reply)
+        if (reply.trim() !== '' && classifyReply(reply.trim()) !== 'rejected') throw rejection(verb, reply)
         throw new RuntimeProtocolError(`'${verb}' returned an unexpected reply`, { verb, reply })
       }
       return parse(reply)

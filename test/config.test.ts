@@ -1,0 +1,127 @@
+/**
+ * Configuration from the environment: defaults, HAPROXY_RUNTIME_API parsing, and one ConfigError that
+ * lists every problem at once.
+ */
+import { describe, expect, it } from 'vitest'
+import { ConfigError, loadConfig, parseEndpoint } from '../src/config.ts'
+
+function configError (env: Record<string, string | undefined>): ConfigError {
+  try {
+    loadConfig(env)
+  } catch (err) {
+    if (err instanceof ConfigError) return err
+    throw err
+  }
+  throw new Error('expected a ConfigError')
+}
+
+describe('loadConfig', () => {
+  it('has defaults for everything', () => {
+    expect(loadConfig({})).toEqual({
+      runtimeApi: { kind: 'tcp', host: '127.0.0.1', port: 9999 },
+      host: '127.0.0.1',
+      port: 5555,
+      apiToken: undefined,
+      logLevel: 'info',
+      runtimeTimeoutMs: 5000,
+      runtimeMaxConnections: 4
+    })
+  })
+
+  it('reads every variable', () => {
+    expect(loadConfig({
+      HAPROXY_RUNTIME_API: 'unix:///run/haproxy/admin.sock',
+      HOST: '0.0.0.0',
+      PORT: '8080',
+      API_TOKEN: 'a-token-of-16-ch',
+      LOG_LEVEL: 'debug',
+      HAPROXY_TIMEOUT_MS: '2500',
+      HAPROXY_MAX_CONNECTIONS: '9'
+    })).toEqual({
+      runtimeApi: { kind: 'unix', path: '/run/haproxy/admin.sock' },
+      host: '0.0.0.0',
+      port: 8080,
+      apiToken: 'a-token-of-16-ch',
+      logLevel: 'debug',
+      runtimeTimeoutMs: 2500,
+      runtimeMaxConnections: 9
+    })
+  })
+
+  it('returns a frozen object', () => {
+    expect(Object.isFrozen(loadConfig({}))).toBe(true)
+  })
+
+  it('treats empty strings as unset', () => {
+    expect(loadConfig({ API_TOKEN: '', PORT: '', HAPROXY_RUNTIME_API: '', LOG_LEVEL: '', HOST: '' })).toEqual(loadConfig({}))
+  })
+
+  it('ignores unrelated variables', () => {
+    expect(loadConfig({ PATH: '/usr/bin', NODE_ENV: 'production' })).toEqual(loadConfig({}))
+  })
+
+  it('wants an API_TOKEN of at least 16 characters', () => {
+    expect(configError({ API_TOKEN: 'x'.repeat(15) }).issues).toEqual(['API_TOKEN: API_TOKEN must be at least 16 characters'])
+    expect(loadConfig({ API_TOKEN: 'x'.repeat(16) }).apiToken).toBe('x'.repeat(16))
+  })
+
+  it('lists every problem in one ConfigError', () => {
+    const err = configError({
+      HAPROXY_RUNTIME_API: 'http://127.0.0.1:9999',
+      PORT: '70000',
+      LOG_LEVEL: 'loud',
+      HAPROXY_TIMEOUT_MS: '50',
+      HAPROXY_MAX_CONNECTIONS: '10',
+      API_TOKEN: 'short'
+    })
+    const fields = err.issues.map(i => i.split(':')[0])
+    expect(fields.sort()).toEqual(['API_TOKEN', 'HAPROXY_MAX_CONNECTIONS', 'HAPROXY_RUNTIME_API', 'HAPROXY_TIMEOUT_MS', 'LOG_LEVEL', 'PORT'])
+    expect(err.name).toBe('ConfigError')
+    for (const issue of err.issues) expect(err.message).toContain(issue)
+    expect(err.issues.find(i => i.startsWith('HAPROXY_RUNTIME_API'))).toContain('must start with tcp:// or unix://')
+  })
+
+  it.each([
+    ['PORT', 'abc'],
+    ['PORT', '-1'],
+    ['PORT', '1.5'],
+    ['HAPROXY_TIMEOUT_MS', '600001'],
+    ['HAPROXY_MAX_CONNECTIONS', '0'],
+    ['HAPROXY_MAX_CONNECTIONS', 'many'],
+    ['HAPROXY_RUNTIME_API', 'tcp://127.0.0.1'],
+    ['HAPROXY_RUNTIME_API', 'unix://relative.sock']
+  ])('refuses %s=%s', (name, value) => {
+    const err = configError({ [name]: value })
+    expect(err.issues).toHaveLength(1)
+    expect(err.issues[0]).toMatch(new RegExp(`^${name}: `))
+  })
+})
+
+describe('parseEndpoint', () => {
+  it.each([
+    ['tcp://127.0.0.1:9999', { kind: 'tcp', host: '127.0.0.1', port: 9999 }],
+    ['tcp://haproxy:1', { kind: 'tcp', host: 'haproxy', port: 1 }],
+    ['tcp://[::1]:65535', { kind: 'tcp', host: '::1', port: 65535 }],
+    ['tcp://127.0.0.1:9999/', { kind: 'tcp', host: '127.0.0.1', port: 9999 }],
+    ['unix:///run/haproxy/admin.sock', { kind: 'unix', path: '/run/haproxy/admin.sock' }],
+    ['unix:///tmp/dir with space/x.sock', { kind: 'unix', path: '/tmp/dir with space/x.sock' }]
+  ])('%s', (value, endpoint) => {
+    expect(parseEndpoint(value)).toEqual(endpoint)
+  })
+
+  it.each([
+    'tcp://127.0.0.1',
+    'tcp://127.0.0.1:0',
+    'tcp://127.0.0.1:65536',
+    'tcp://:9999',
+    'tcp://127.0.0.1:9999/path',
+    'tcp://not a host:1',
+    'unix://',
+    'unix://run/admin.sock',
+    '127.0.0.1:9999',
+    '/run/haproxy/admin.sock',
+    'http://127.0.0.1:9999'
+  ])('refuses %s', value => {
+    expect(() => parseEndpoint(value)).toThrow(Error)
+  })
+})
