@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { PROXY_MODES } from '../runtime/validation.ts'
 import { DurationSchema, NameSchema } from './common.ts'
+import { CreateServerSchema } from './servers.ts'
 
 export const BackendSchema = z.object({
   name: z.string(),
@@ -23,7 +24,10 @@ export const CreateBackendSchema = z.object({
   name: NameSchema,
   from: NameSchema.describe('A named defaults section of the running configuration'),
   mode: z.enum(PROXY_MODES).optional().describe('Required when the defaults section sets no mode'),
-  published: z.boolean().default(false).describe('Publish it right away (a new backend starts unpublished)')
+  published: z.boolean().default(false).describe('Publish it right away (a new backend starts unpublished)'),
+  servers: z.array(CreateServerSchema).max(1000).optional()
+    .refine(list => list === undefined || new Set(list.map(s => s.name)).size === list.length, 'server names must be unique')
+    .describe('Servers to add before publishing; backend and servers are created all or nothing')
 }).strict().meta({ id: 'CreateBackend' })
 
 export const PatchBackendSchema = z.object({

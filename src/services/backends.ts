@@ -13,6 +13,8 @@ import { PROXY_MODES, checkName } from '../runtime/validation.ts'
 import { ApiError, fromRuntimeError } from '../errors.ts'
 import type { BackendCatalog } from './catalog.ts'
 import type { KeyedLock } from './locks.ts'
+import type { ServerService } from './servers.ts'
+import type { CreateServerInput } from '../schemas/servers.ts'
 
 export type Backend = {
   name: string
@@ -27,7 +29,14 @@ export type Backend = {
   warnings: string[]
 }
 
-export type CreateBackendInput = { name: string, from: string, mode?: ProxyMode | undefined, published: boolean }
+export type CreateBackendInput = {
+  name: string
+  from: string
+  mode?: ProxyMode | undefined
+  published: boolean
+  /** Added before publishing, all or nothing together with the backend. */
+  servers?: CreateServerInput[] | undefined
+}
 
 const UNPUB_SUFFIX = ' (UNPUB)'
 
@@ -55,11 +64,13 @@ export class BackendService {
   readonly #runtime: Runtime
   readonly #catalog: BackendCatalog
   readonly #locks: KeyedLock
+  readonly #servers: ServerService | undefined
 
-  constructor (deps: { runtime: Runtime, catalog: BackendCatalog, locks: KeyedLock }) {
+  constructor (deps: { runtime: Runtime, catalog: BackendCatalog, locks: KeyedLock, servers?: ServerService }) {
     this.#runtime = deps.runtime
     this.#catalog = deps.catalog
     this.#locks = deps.locks
+    this.#servers = deps.servers
   }
 
   async list (): Promise<Backend[]> {
@@ -113,6 +124,20 @@ export class BackendService {
         dynamicServers: created.dynamicServers,
         dynamicServersNote: created.note
       })
+      const servers = input.servers ?? []
+      if (servers.length > 0) {
+        // Servers go in before publishing, so no request reaches a half-built backend. addAll removes
+        // the servers it added when one fails; the backend is removed here. We hold the lock already.
+        try {
+          if (!created.dynamicServers) {
+            throw new ApiError(400, 'HAPX_NO_DYNAMIC_SERVERS', `defaults section '${input.from}' uses a load-balancing algorithm that does not allow servers to be added at runtime (${created.note ?? 'static algorithm'})`)
+          }
+          if (this.#servers === undefined) throw new Error('BackendService was built without a ServerService')
+          await this.#servers.addAll(input.name, servers)
+        } catch (err) {
+          await this.#undoCreate(input.name, err, '; the backend was removed again, nothing was left behind')
+        }
+      }
       if (input.published) {
         try {
           await this.#runtime.execute([cmd.publishBackend(input.name)])
@@ -125,7 +150,7 @@ export class BackendService {
   }
 
   /** Removes a backend whose creation could not be completed; the caller's error is what the client sees. */
-  async #undoCreate (name: string, cause: unknown): Promise<never> {
+  async #undoCreate (name: string, cause: unknown, removedNote?: string): Promise<never> {
     try {
       await this.#runtime.execute([cmd.delBackend(name)])
       this.#catalog.delete(name)
@@ -136,7 +161,11 @@ export class BackendService {
           { ...api.extras, state: { backend: name, exists: true, published: false } }, { cause })
       }
     }
-    throw asApiError(cause)
+    const api = asApiError(cause)
+    if (removedNote !== undefined && api instanceof ApiError) {
+      throw new ApiError(api.status, api.code, `${api.message}${removedNote}`, { ...api.extras, state: { ...api.extras.state, backend: name, exists: false } }, { cause })
+    }
+    throw api
   }
 
   async setPublished (name: string, published: boolean): Promise<Backend> {

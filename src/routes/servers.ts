@@ -1,0 +1,96 @@
+/**
+ * /backends/:backend/servers: the servers of a backend, static or dynamic (HAProxy 3.4 `add server`,
+ * `set server`, `enable|disable health|agent`, `del server`).
+ * @see https://docs.haproxy.org/3.4/management.html#9.3
+ */
+import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
+import { z } from 'zod'
+import type { ServerService } from '../services/servers.ts'
+import { ProblemSchema } from '../schemas/common.ts'
+import {
+  BackendServersParamsSchema, CreateServerSchema, DeleteServerQuerySchema, PatchServerSchema, ServerListSchema, ServerParamsSchema, ServerSchema
+} from '../schemas/servers.ts'
+
+const tags = ['servers']
+const runtimeErrors = { 401: ProblemSchema, 502: ProblemSchema, 503: ProblemSchema, 504: ProblemSchema }
+
+export const serverRoutes: FastifyPluginAsyncZod<{ servers: ServerService }> = async function (app, opts) {
+  const { servers } = opts
+
+  app.get('/', {
+    schema: {
+      tags,
+      summary: "List a backend's servers",
+      description: 'One `show servers state` + `show stat` round trip. Dynamic servers come newest first.',
+      operationId: 'listServers',
+      params: BackendServersParamsSchema,
+      response: { 200: ServerListSchema, 400: ProblemSchema, 404: ProblemSchema, ...runtimeErrors }
+    }
+  }, async function (request) {
+    return { items: await servers.list(request.params.backend) }
+  })
+
+  app.post('/', {
+    schema: {
+      tags,
+      summary: 'Add a server',
+      description: 'Runs `add server <b>/<s> <ip>:<port> [keywords]` (with `check … init-state down` when checks are on), then ' +
+        '`enable health` (with check) and `set server … state ready` (when enabled). With checks, the server takes traffic once ' +
+        'its first checks pass. If a step after `add server` fails, the server is removed again. ' +
+        'The address must be an IP literal and the port is required. 400 with `haproxyMessage` when HAProxy refuses a keyword ' +
+        'or the backend uses a load-balancing algorithm that forbids runtime servers.',
+      operationId: 'createServer',
+      params: BackendServersParamsSchema,
+      body: CreateServerSchema,
+      response: { 201: ServerSchema, 400: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 422: ProblemSchema, ...runtimeErrors }
+    }
+  }, async function (request, reply) {
+    const server = await servers.create(request.params.backend, request.body)
+    reply.code(201).header('location', `/backends/${encodeURIComponent(server.backend)}/servers/${encodeURIComponent(server.name)}`)
+    return server
+  })
+
+  app.get('/:server', {
+    schema: {
+      tags,
+      summary: 'Get one server',
+      operationId: 'getServer',
+      params: ServerParamsSchema,
+      response: { 200: ServerSchema, 400: ProblemSchema, 404: ProblemSchema, ...runtimeErrors }
+    }
+  }, async function (request) {
+    return servers.get(request.params.backend, request.params.server)
+  })
+
+  app.patch('/:server', {
+    schema: {
+      tags,
+      summary: "Change a server's state, weight, address or checks",
+      description: 'Sends, in this order and only for the fields given: `set server … addr <ip> [port <p>]`, `set server … weight`, ' +
+        '`enable|disable health`, `enable|disable agent`, `set server … state`. Changing checks the server was added without is ' +
+        'refused with 409 (HAProxy would silently ignore `disable health`). If a command fails, `state` says which were applied.',
+      operationId: 'updateServer',
+      params: ServerParamsSchema,
+      body: PatchServerSchema,
+      response: { 200: ServerSchema, 400: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 422: ProblemSchema, ...runtimeErrors }
+    }
+  }, async function (request) {
+    return servers.update(request.params.backend, request.params.server, request.body)
+  })
+
+  app.delete('/:server', {
+    schema: {
+      tags,
+      summary: 'Drain and delete a server',
+      description: 'Disables its agent check (if enabled), puts it in maintenance (with force=true also closes its sessions), waits until ' +
+        'it has no connections (at most `timeout`) and deletes it. Still busy at the deadline: 409, and the server stays in maintenance.',
+      operationId: 'deleteServer',
+      params: ServerParamsSchema,
+      querystring: DeleteServerQuerySchema,
+      response: { 204: z.undefined(), 400: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 422: ProblemSchema, ...runtimeErrors }
+    }
+  }, async function (request, reply) {
+    await servers.delete(request.params.backend, request.params.server, { timeoutMs: request.query.timeout, force: request.query.force })
+    return reply.code(204).send()
+  })
+}
