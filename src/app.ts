@@ -18,7 +18,11 @@ import { registerErrorHandler } from './plugins/error-handler.ts'
 import { registerAuth } from './plugins/auth.ts'
 import { healthRoutes } from './routes/health.ts'
 import { backendRoutes } from './routes/backends.ts'
+import { mapRoutes } from './routes/maps.ts'
+import { MapService } from './services/maps.ts'
+import { serverRoutes } from './routes/servers.ts'
 import { BackendService } from './services/backends.ts'
+import { ServerService } from './services/servers.ts'
 import { BackendCatalog } from './services/catalog.ts'
 import { KeyedLock } from './services/locks.ts'
 
@@ -67,7 +71,9 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
       },
       tags: [
         { name: 'backends', description: 'Dynamic and static backends' },
-        { name: 'health', description: 'Liveness and readiness' }
+        { name: 'servers', description: 'Servers of a backend: add, drain, change, delete' },
+        { name: 'health', description: 'Liveness and readiness' },
+        { name: 'maps', description: 'Map entries: single changes and atomic replacement' }
       ],
       components: {
         securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'API_TOKEN, when the service sets one' } }
@@ -88,9 +94,13 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
 
   const locks = new KeyedLock()
   const catalog = new BackendCatalog(app.log.child({ module: 'catalog' }))
-  const backends = new BackendService({ runtime, catalog, locks })
+  const servers = new ServerService({ runtime, locks })
+  const backends = new BackendService({ runtime, catalog, locks, servers })
 
   await app.register(healthRoutes, { runtime })
   await app.register(backendRoutes, { prefix: '/backends', backends })
+  const maps = new MapService({ runtime, locks })
+  await app.register(mapRoutes, { prefix: '/maps', maps })
+  await app.register(serverRoutes, { prefix: '/backends/:backend/servers', servers })
   return app
 }

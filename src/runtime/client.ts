@@ -15,8 +15,10 @@
 import net from 'node:net'
 import type { Command, CommandResult } from './commands/index.ts'
 import { experimentalModeOn } from './commands/index.ts'
-import { RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError } from './errors.ts'
-import { INTERACTIVE_PREAMBLE, ReplyReader, finalReplyOnClose } from './protocol.ts'
+import {
+  RuntimeArgumentError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
+} from './errors.ts'
+import { INTERACTIVE_PREAMBLE, MAX_LINE_BYTES, ReplyReader, finalReplyOnClose, nonInteractiveReply } from './protocol.ts'
 
 export type Endpoint =
   | { readonly kind: 'tcp', readonly host: string, readonly port: number }
@@ -48,9 +50,28 @@ export type ExecuteOptions = {
 
 type Results<C extends readonly Command<unknown>[]> = { -readonly [K in keyof C]: CommandResult<C[K]> }
 
+/**
+ * A command followed by a payload (`add map @N <map> <<`, management §9.3 "payload"): `payload` is the
+ * lines to send, each ending with `\n`, without the empty line that ends the payload (the client adds it).
+ */
+export type PayloadCommand<T> = Command<T> & { readonly payload: string }
+
+/**
+ * The largest payload request (command line + payload + final empty line) the client sends. HAProxy
+ * ends a payload early when a payload line ends exactly at a 16384-byte boundary of the connection's
+ * input (runtime-notes 5.10); a request of at most 16000 bytes on a fresh connection has no byte at or
+ * past offset 16384, so that boundary is never reached.
+ */
+export const MAX_PAYLOAD_REQUEST_BYTES = MAX_LINE_BYTES
+
 /** What every caller of the Runtime API depends on; tests and the OpenAPI generator pass fakes. */
 export type Runtime = {
   execute: <const C extends readonly Command<unknown>[]>(commands: C, options?: ExecuteOptions) => Promise<Results<C>>
+  /**
+   * Sends one command with its payload on a new non-interactive connection. Optional so that fakes
+   * without payload support still type-check; features that need it refuse to run without it.
+   */
+  executePayload?: <T>(command: PayloadCommand<T>, options?: ExecuteOptions) => Promise<T>
   close: () => Promise<void>
 }
 
@@ -81,19 +102,55 @@ export class RuntimeClient implements Runtime {
    * RuntimeUnavailableError / RuntimeTimeoutError / RuntimeProtocolError; later commands are not sent.
    */
   async execute<const C extends readonly Command<unknown>[]> (commands: C, options: ExecuteOptions = {}): Promise<Results<C>> {
+    const extra = commands.reduce((sum, c) => sum + (c.extraTimeMs ?? 0), 0)
+    const verbs = commands.map(c => c.verb)
+    return this.#call(verbs, (options.timeoutMs ?? this.#timeoutMs) + extra, async (deadline, timeoutMs) =>
+      await this.#run(commands, deadline, timeoutMs) as Results<C>)
+  }
+
+  /**
+   * Runs one payload command on its own NON-interactive connection: writes the command line, the
+   * payload and the empty line that ends it, reads until HAProxy closes the connection, and parses
+   * what it received. Never on a `prompt i` connection: there, a payload cut short by HAProxy's
+   * buffer-boundary bug runs its remaining lines as commands (runtime-notes 5.10, pitfall 2). The
+   * request must fit in MAX_PAYLOAD_REQUEST_BYTES; callers split larger payloads. Same deadline and
+   * connection limit as execute().
+   */
+  async executePayload<T> (command: PayloadCommand<T>, options: ExecuteOptions = {}): Promise<T> {
+    const { payload } = command
+    // An empty line would end the payload early; a line starting with a blank stores an empty key (runtime-notes 5.9).
+    if (payload.length === 0 || !payload.endsWith('\n') || /^[ \t\n]|\n[ \t\n]/.test(payload.slice(0, -1))) {
+      throw new RuntimeArgumentError(command.verb, 'a payload is one or more non-empty lines, each ending with a newline and none starting with a blank')
+    }
+    const request = command.text + '\n' + payload + '\n'
+    const bytes = Buffer.byteLength(request)
+    if (bytes > MAX_PAYLOAD_REQUEST_BYTES) {
+      throw new RuntimeArgumentError(command.verb, `payload request would be ${bytes} bytes, over ${MAX_PAYLOAD_REQUEST_BYTES}; split it`)
+    }
+    return this.#call([command.verb], (options.timeoutMs ?? this.#timeoutMs) + (command.extraTimeMs ?? 0), async (deadline, timeoutMs) => {
+      const received = await this.#exchange(request, command.verb, deadline, timeoutMs)
+      try {
+        return command.parse(nonInteractiveReply(received))
+      } catch (err) {
+        if (err instanceof RuntimeCommandError) err.index = 0
+        throw err
+      }
+    })
+  }
+
+  /** What every call shares: a deadline, a connection slot, the caller's stack on errors, and logs. */
+  async #call<T> (verbs: string[], timeoutMs: number, work: (deadline: number, timeoutMs: number) => Promise<T>): Promise<T> {
     if (this.#closed) throw new RuntimeUnavailableError(this.endpoint, 'the client is closed')
     // Capture the caller's stack now: errors raised from socket callbacks would otherwise point nowhere useful.
     const callSite = new Error('called from')
-    const extra = commands.reduce((sum, c) => sum + (c.extraTimeMs ?? 0), 0)
-    const timeoutMs = (options.timeoutMs ?? this.#timeoutMs) + extra
     const deadline = Date.now() + timeoutMs
     const started = performance.now()
     try {
       await this.#acquire(deadline, timeoutMs)
       try {
-        const results = await this.#run(commands, deadline, timeoutMs)
-        this.#logger?.debug({ commands: commands.map(c => c.verb), ms: Math.round(performance.now() - started) }, 'runtime sequence done')
-        return results as Results<C>
+        const result = await work(deadline, timeoutMs)
+        this.#logger?.debug({ commands: verbs, ms: Math.round(performance.now() - started) }, 'runtime call done')
+        return result
       } finally {
         this.#release()
       }
@@ -101,11 +158,52 @@ export class RuntimeClient implements Runtime {
       if (err instanceof RuntimeError && err.stack !== undefined && callSite.stack !== undefined) {
         err.stack += '\n' + callSite.stack.split('\n').slice(1).join('\n')
       }
-      if (!(err instanceof RuntimeCommandError)) {
-        this.#logger?.warn({ err, commands: commands.map(c => c.verb) }, 'runtime sequence failed')
-      }
+      if (!(err instanceof RuntimeCommandError)) this.#logger?.warn({ err, commands: verbs }, 'runtime call failed')
       throw err
     }
+  }
+
+  /** A new connection, tracked so that close() can end it. */
+  #connect (): net.Socket {
+    const socket = this.#endpoint.kind === 'tcp'
+      ? net.connect({ host: this.#endpoint.host, port: this.#endpoint.port })
+      : net.connect({ path: this.#endpoint.path })
+    this.#sockets.add(socket)
+    return socket
+  }
+
+  /** Writes `request` on a new connection and resolves with everything received until HAProxy closes it. */
+  #exchange (request: string, verb: string, deadline: number, timeoutMs: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const socket = this.#connect()
+      const chunks: Buffer[] = []
+      let connected = false
+      let settled = false
+      const finish = (err: Error | undefined): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        this.#sockets.delete(socket)
+        socket.destroy()
+        if (err === undefined) resolve(Buffer.concat(chunks).toString('utf8'))
+        else reject(err)
+      }
+      const timer = setTimeout(() => finish(new RuntimeTimeoutError(timeoutMs, verb)), Math.max(0, deadline - Date.now()))
+      socket.on('connect', () => {
+        connected = true
+        socket.write(request)
+      })
+      socket.on('data', (chunk: Buffer) => { chunks.push(chunk) })
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        if (!connected) finish(new RuntimeUnavailableError(this.endpoint, err.code ?? err.message, { cause: err }))
+        else finish(new RuntimeProtocolError(`connection to HAProxy failed during '${verb}' (${err.code ?? err.message})`, { verb, cause: err }))
+      })
+      socket.on('close', () => {
+        if (!connected) finish(new RuntimeUnavailableError(this.endpoint, 'connection closed'))
+        else if (chunks.length === 0) finish(new RuntimeProtocolError(`HAProxy closed the connection during '${verb}' without replying`, { verb }))
+        else finish(undefined)
+      })
+    })
   }
 
   async close (): Promise<void> {
@@ -140,10 +238,7 @@ export class RuntimeClient implements Runtime {
 
   #run (commands: readonly Command<unknown>[], deadline: number, timeoutMs: number): Promise<unknown[]> {
     return new Promise((resolve, reject) => {
-      const socket = this.#endpoint.kind === 'tcp'
-        ? net.connect({ host: this.#endpoint.host, port: this.#endpoint.port })
-        : net.connect({ path: this.#endpoint.path })
-      this.#sockets.add(socket)
+      const socket = this.#connect()
       socket.setNoDelay(true)
 
       // The queue of lines to send: `prompt i`'s own (empty) reply first, then each command's.
@@ -221,9 +316,20 @@ export class RuntimeClient implements Runtime {
       })
       socket.on('close', () => {
         if (settled) return
-        // A fatal CLI error ends with a single `\n` and a close; it is the current command's reply.
+        // A fatal CLI error ends with a single `\n` and a close; it is the current command's reply. Only
+        // a refusal is taken from it: a "success" may be multi-line output cut short at a line end.
         const last = finalReplyOnClose(reader.pending)
-        if (last !== undefined && connected) handleReply(last)
+        const c = current()
+        if (last !== undefined && connected && c !== undefined && c !== 'preamble') {
+          try {
+            c.parse(last)
+          } catch (err) {
+            if (err instanceof RuntimeCommandError) {
+              err.index = results.length
+              finish(err)
+            }
+          }
+        }
         if (!settled) {
           finish(connected
             ? new RuntimeProtocolError(`HAProxy closed the connection during '${currentVerb() ?? 'prompt i'}' before replying in full`, { verb: currentVerb(), reply: reader.pending })

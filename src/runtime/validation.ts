@@ -82,3 +82,65 @@ export function checkWaitMs (value: number): number {
   }
   return value
 }
+
+// --- map keys and values ----------------------------------------------------------------------
+
+/** Longest key and value, in UTF-8 bytes: longer payload lines wedge the CLI (runtime-notes 5.11). */
+export const MAP_KEY_MAX_BYTES = 1024
+export const MAP_VALUE_MAX_BYTES = 1024
+
+/*
+ * What a map key or value may hold so that it reaches HAProxy and comes back from `show map` byte for
+ * byte, in the CLI form (`add/set map <m> <k> <v>`) and in the payload form (`add map @N <m> <<`) alike:
+ * - no control characters (NUL and LF split commands even when escaped, CR ends the line), no `;`
+ *   (command separator) and no `\` (escape character; payloads store it raw, so no escaping rule
+ *   round-trips in both forms) (runtime-notes 2.1, 2.3, 5.9);
+ * - no `<<`: a last word starting with `<<` turns a command line into a payload header, and the
+ *   connection then waits for a payload (verified on 3.4.7, even with the space escaped);
+ * - no lone UTF-16 surrogate, which has no UTF-8 form (it would be stored as U+FFFD);
+ * - keys: no blank at all (the key is one word in both forms and `show map` is space-separated),
+ *   and no leading `#` (`set map`/`del map` take `#…` as an entry reference, runtime-notes 5.5);
+ * - values: single or repeated spaces inside are kept (sent as `\ ` on the CLI, raw in payloads),
+ *   but not at either end: a payload drops a value's leading blanks (verified on 3.4.7), and trailing
+ *   ones are invisible in every listing. No TAB (a control character).
+ */
+// eslint-disable-next-line no-control-regex
+const MAP_FORBIDDEN = /[\x00-\x1f\x7f;\\\u0080-\u009f\u2028\u2029]|\p{Cs}/u
+
+function mapTextProblem (text: string, maxBytes: number): string | undefined {
+  if (typeof text !== 'string' || text.length === 0) return 'must be a non-empty string'
+  const bad = MAP_FORBIDDEN.exec(text)
+  if (bad !== null) return `character ${describeChar(bad[0])} is not allowed`
+  if (text.includes('<<')) return "'<<' is not allowed (HAProxy takes a word starting with '<<' as the start of a payload)"
+  if (Buffer.byteLength(text) > maxBytes) return `must be at most ${maxBytes} bytes in UTF-8`
+  return undefined
+}
+
+/** Why a map key cannot be stored exactly, or undefined when it can. */
+export function mapKeyProblem (key: string): string | undefined {
+  const problem = mapTextProblem(key, MAP_KEY_MAX_BYTES)
+  if (problem !== undefined) return problem
+  if (key.includes(' ')) return 'must not contain spaces (a key is one word)'
+  if (key.startsWith('#')) return "must not start with '#' (HAProxy takes '#…' as an entry reference)"
+  return undefined
+}
+
+/** Why a map value cannot be stored exactly, or undefined when it can. */
+export function mapValueProblem (value: string): string | undefined {
+  const problem = mapTextProblem(value, MAP_VALUE_MAX_BYTES)
+  if (problem !== undefined) return problem
+  if (value.startsWith(' ') || value.endsWith(' ')) return 'must not start or end with a space (spaces inside are kept)'
+  return undefined
+}
+
+export function checkMapKey (key: string): string {
+  const problem = mapKeyProblem(key)
+  if (problem !== undefined) throw new RuntimeArgumentError('key', problem)
+  return key
+}
+
+export function checkMapValue (value: string): string {
+  const problem = mapValueProblem(value)
+  if (problem !== undefined) throw new RuntimeArgumentError('value', problem)
+  return value
+}

@@ -1,15 +1,232 @@
 /**
- * Map commands.
+ * Map commands: listing, single-entry changes and the versioned bulk load (`prepare map`, `add map @N
+ * <map> <<` payloads, `commit map`).
  * @see https://docs.haproxy.org/3.4/management.html#9.3
  */
 import type { Command } from './core.ts'
-import { expectEmpty, line } from './core.ts'
-import { checkMapName } from '../validation.ts'
+import { expectEmpty, line, rejection, showCommand } from './core.ts'
+import type { PayloadCommand } from '../client.ts'
+import { RuntimeArgumentError, RuntimeProtocolError } from '../errors.ts'
+import { MAX_LINE_BYTES, lastLine } from '../protocol.ts'
+import { checkMapKey, checkMapName, checkMapValue } from '../validation.ts'
 
-// --- maps (the single-entry forms; the maps resource builds on these) -------------------------
+export type MapEntry = { key: string, value: string }
 
-/** `add map <map> <key> <value>` (management §9.3): answers an empty line; never de-duplicates. */
+export type MapInfo = {
+  /** How commands address the map: `virt@<name>` or the file path as written (without `opt@`). */
+  name: string
+  /** HAProxy's numeric id (`#<id>`); depends on the configuration layout. */
+  id: number
+  currentVersion: number | null
+  nextVersion: number | null
+  /** HAProxy's description (`pattern loaded from file … used by map at file … line …`). */
+  description: string
+}
+
+// --- composing --------------------------------------------------------------------------------
+
+/**
+ * `<verb> <args…> <value>` where the value may hold spaces: each is sent as `\ `, the CLI's escape
+ * for a blank inside one argument (runtime-notes 2.1, 2.2); without it HAProxy keeps only the first
+ * word of the value and silently drops the rest. checkMapValue has already refused `\`, `;`, control
+ * characters and `<<`, so a space is the only byte escaped.
+ */
+function lineWithValue (verb: string, args: string[], value: string): string {
+  const text = line(verb, ...args) + ' ' + checkMapValue(value).replaceAll(' ', '\\ ')
+  if (Buffer.byteLength(text) + 1 > MAX_LINE_BYTES) {
+    throw new RuntimeArgumentError(verb, `command would be ${Buffer.byteLength(text)} bytes, over the ${MAX_LINE_BYTES}-byte line limit`)
+  }
+  return text
+}
+
+/** `@<version>` as `prepare map` handed it out. */
+function versionArg (version: number): string {
+  if (!Number.isInteger(version) || version < 0 || version > 0xffffffff) {
+    throw new RuntimeArgumentError('version', 'must be an unsigned 32-bit integer')
+  }
+  return `@${version}`
+}
+
+// --- parsing ----------------------------------------------------------------------------------
+
+const MAP_LIST_LINE = /^(\d+) \((.*?)\) (.*)$/
+
+/** `show map` list: a `# id (file) description` header, then one line per map (runtime-notes 5.1). */
+export function parseShowMapList (reply: string): MapInfo[] {
+  const lines = reply.split('\n').filter(l => l.length > 0)
+  return lines.slice(1).map(l => {
+    const m = MAP_LIST_LINE.exec(l)
+    if (m === null) throw new RuntimeProtocolError('show map: unexpected line in the map list', { verb: 'show map', reply })
+    const description = m[3] as string
+    const curr = /\bcurr_ver=(\d+)/.exec(description)
+    const next = /\bnext_ver=(\d+)/.exec(description)
+    return {
+      name: m[2] as string,
+      id: Number(m[1]),
+      currentVersion: curr === null ? null : Number(curr[1]),
+      nextVersion: next === null ? null : Number(next[1]),
+      description
+    }
+  })
+}
+
+const ENTRY_LINE = /^0x[0-9a-f]+ ([^ ]*) (.*)$/s
+
+/**
+ * `show map [@<ver>] <map>`: `<0x id> <key> <value>` per line, in insertion order (runtime-notes 5.2).
+ * Split at the first two spaces: keys written through hapctl have no spaces, so the value is the rest
+ * of the line, inner spaces included. A line that is not an entry can only be the continuation of a
+ * value holding a newline (stored by someone else with `\` + LF); it is joined back to it.
+ */
+export function parseShowMapEntries (reply: string): MapEntry[] {
+  const entries: MapEntry[] = []
+  if (reply === '') return entries
+  for (const l of reply.split('\n')) {
+    const m = ENTRY_LINE.exec(l)
+    if (m !== null) entries.push({ key: m[1] as string, value: m[2] as string })
+    else if (entries.length > 0) (entries[entries.length - 1] as MapEntry).value += '\n' + l
+    else throw new RuntimeProtocolError('show map: the reply does not start with an entry', { verb: 'show map', reply })
+  }
+  return entries
+}
+
+/** Number of entries in a `show map` dump, without building them. */
+export function countShowMapEntries (reply: string): number {
+  if (reply === '') return 0
+  let n = 0
+  for (const l of reply.split('\n')) if (l.startsWith('0x')) n++
+  return n
+}
+
+const looksLikeEntries = (r: string): boolean => r === '' || r.startsWith('0x')
+
+// --- builders ---------------------------------------------------------------------------------
+
+/** `show map` (management §9.3): every map, with its id and versions. Needs level admin (runtime-notes 1.9). */
+export function showMaps (): Command<MapInfo[]> {
+  return showCommand('show map', 'show map', parseShowMapList, r => r.startsWith('# id'))
+}
+
+/**
+ * `show map [@<ver>] <map>` (management §9.3): the entries of the current version, or of a pending
+ * one. An unknown version answers like an empty map.
+ */
+export function showMapEntries (map: string, version?: number): Command<MapEntry[]> {
+  const text = version === undefined ? line('show map', checkMapName(map)) : line('show map', versionArg(version), checkMapName(map))
+  return showCommand('show map', text, parseShowMapEntries, looksLikeEntries)
+}
+
+/**
+ * `show map [@<ver>] <map>`, counting lines only. Used instead of `entry_cnt`, which counts every
+ * version and is wrong for a map used by two converters (runtime-notes 5.1, pitfall 9).
+ */
+export function countMapEntries (map: string, version?: number): Command<number> {
+  const text = version === undefined ? line('show map', checkMapName(map)) : line('show map', versionArg(version), checkMapName(map))
+  return showCommand('show map', text, countShowMapEntries, looksLikeEntries)
+}
+
+/**
+ * `add map <map> <key> <value>` (management §9.3): answers an empty line; never de-duplicates
+ * (runtime-notes 5.4). Spaces inside the value are escaped.
+ */
 export function addMapEntry (map: string, key: string, value: string): Command<void> {
   const verb = 'add map'
-  return { text: line(verb, checkMapName(map), key, value), verb, parse: expectEmpty(verb) }
+  return { text: lineWithValue(verb, [checkMapName(map), checkMapKey(key)], value), verb, parse: expectEmpty(verb) }
+}
+
+/**
+ * `set map <map> <key> <value>` (management §9.3): changes every entry with that key; `entry not
+ * found.` (kind not_found) when there is none, and it does not insert (runtime-notes 5.5).
+ */
+export function setMapEntry (map: string, key: string, value: string): Command<void> {
+  const verb = 'set map'
+  return { text: lineWithValue(verb, [checkMapName(map), checkMapKey(key)], value), verb, parse: expectEmpty(verb) }
+}
+
+/**
+ * `del map <map> <key>` (management §9.3): deletes ONE entry, the oldest, although the manual says all
+ * (runtime-notes 5.6). Resolves true when one was deleted, false on `Key not found.`.
+ */
+export function delMapEntry (map: string, key: string): Command<boolean> {
+  const verb = 'del map'
+  return {
+    text: line(verb, checkMapName(map), checkMapKey(key)),
+    verb,
+    parse: reply => {
+      if (reply === '') return true
+      if (lastLine(reply) === 'Key not found.') return false
+      throw rejection(verb, reply)
+    }
+  }
+}
+
+/** `prepare map <map>` (management §9.3): a new, empty pending version, `New version created: <N>`. */
+export function prepareMap (map: string): Command<number> {
+  const verb = 'prepare map'
+  return {
+    text: line(verb, checkMapName(map)),
+    verb,
+    parse: reply => {
+      const m = /^New version created: (\d+)$/.exec(lastLine(reply))
+      if (m === null) throw rejection(verb, reply)
+      return Number(m[1])
+    }
+  }
+}
+
+/**
+ * `commit map @<ver> <map>` (management §9.3): makes the version current, atomically for lookups
+ * (runtime-notes 5.8). `Version number out of range.` when someone committed or prepared after us.
+ */
+export function commitMap (map: string, version: number): Command<void> {
+  const verb = 'commit map'
+  return { text: line(verb, versionArg(version), checkMapName(map)), verb, parse: expectEmpty(verb) }
+}
+
+/** `clear map @<ver> <map>` (management §9.3): empties a pending version we abandon. */
+export function clearMapVersion (map: string, version: number): Command<void> {
+  const verb = 'clear map'
+  return { text: line(verb, versionArg(version), checkMapName(map)), verb, parse: expectEmpty(verb) }
+}
+
+/**
+ * `add map @<ver> <map> <<` + payload (management §9.3 "payload", runtime-notes 5.9): one `key value`
+ * line per entry. In a payload the key is the first word and the value the rest of the line, spaces
+ * kept, escapes NOT processed, so keys and values go raw; checkMapKey/checkMapValue guarantee a line
+ * never starts with a blank, holds no newline and has a value (a key-only line would swallow the next).
+ */
+export function addMapPayload (map: string, version: number, entries: readonly MapEntry[]): PayloadCommand<void> {
+  const verb = 'add map payload'
+  if (entries.length === 0) throw new RuntimeArgumentError(verb, 'a payload needs at least one entry')
+  let payload = ''
+  for (const e of entries) payload += `${checkMapKey(e.key)} ${checkMapValue(e.value)}\n`
+  return { text: line('add map', versionArg(version), checkMapName(map), '<<'), verb, payload, parse: expectEmpty(verb) }
+}
+
+/**
+ * Splits entries into `add map @<ver> <map> <<` payload commands whose whole request (command line,
+ * payload, final empty line) is at most 16000 bytes (MAX_PAYLOAD_REQUEST_BYTES). Each is sent on its own
+ * fresh connection (RuntimeClient.executePayload), so no payload line can end at the 16384-byte stream
+ * boundary where HAProxy would cut the payload short (runtime-notes 5.10). One entry line is at most
+ * 2050 bytes (MAP_KEY_MAX_BYTES + MAP_VALUE_MAX_BYTES + 2), so every entry fits in some chunk.
+ */
+export function addMapPayloads (map: string, version: number, entries: readonly MapEntry[]): Array<PayloadCommand<void>> {
+  const header = Buffer.byteLength(line('add map', versionArg(version), checkMapName(map), '<<')) + 1
+  // MAX_LINE_BYTES (16000) is also the client's MAX_PAYLOAD_REQUEST_BYTES (not imported: client.ts imports this module).
+  const budget = MAX_LINE_BYTES - header - 1
+  const chunks: Array<PayloadCommand<void>> = []
+  let current: MapEntry[] = []
+  let size = 0
+  for (const e of entries) {
+    const bytes = Buffer.byteLength(checkMapKey(e.key)) + Buffer.byteLength(checkMapValue(e.value)) + 2
+    if (size + bytes > budget && current.length > 0) {
+      chunks.push(addMapPayload(map, version, current))
+      current = []
+      size = 0
+    }
+    current.push(e)
+    size += bytes
+  }
+  if (current.length > 0) chunks.push(addMapPayload(map, version, current))
+  return chunks
 }

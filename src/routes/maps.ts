@@ -1,0 +1,155 @@
+/**
+ * /maps: HAProxy maps and their entries (`show map`, `add/set/del map`, and whole-map replacement
+ * through `prepare map` / `add map @N <<` / `commit map`). Map names and keys go URL-encoded in paths:
+ * `/maps/virt%40paths.map/entries/%2Fapi`, `/maps/%2Fetc%2Fhaproxy%2Fhosts.map/entries`, `/maps/%235/entries`.
+ * @see https://docs.haproxy.org/3.4/management.html#9.3
+ */
+import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
+import { z } from 'zod'
+import type { MapService } from '../services/maps.ts'
+import { parseMapFile } from '../services/maps.ts'
+import { ProblemSchema } from '../schemas/common.ts'
+import {
+  EntryListQuerySchema, EntryPageSchema, IfMatchHeadersSchema, MapEntryParamsSchema, MapEntrySchema, MapListSchema, MapParamsSchema,
+  PatchBodySchema, PutEntryBodySchema, ReplaceBodySchema, ReplaceResultSchema
+} from '../schemas/maps.ts'
+
+const tags = ['maps']
+const runtimeErrors = { 401: ProblemSchema, 502: ProblemSchema, 503: ProblemSchema, 504: ProblemSchema }
+const writeErrors = { 400: ProblemSchema, 404: ProblemSchema, 412: ProblemSchema, ...runtimeErrors }
+
+const entryLocation = (map: string, key: string): string => `/maps/${encodeURIComponent(map)}/entries/${encodeURIComponent(key)}`
+
+export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async function (app, opts) {
+  const { maps } = opts
+
+  app.get('/', {
+    schema: {
+      tags,
+      summary: 'List every map',
+      description: 'Entry counts are counted from `show map <map>` (HAProxy\'s own entry_cnt is wrong for maps used by two converters).',
+      operationId: 'listMaps',
+      response: { 200: MapListSchema, ...runtimeErrors }
+    }
+  }, async function () {
+    return { items: await maps.list() }
+  })
+
+  app.get('/:map/entries', {
+    schema: {
+      tags,
+      summary: "List a map's entries in HAProxy's order",
+      description: 'Paginated with `limit` and the opaque `next` cursor; `prefix` keeps keys starting with it. ' +
+        'The ETag header hashes the whole current content (not only the page); give it in If-Match to write only if nothing changed.',
+      operationId: 'listMapEntries',
+      params: MapParamsSchema,
+      querystring: EntryListQuerySchema,
+      response: { 200: EntryPageSchema, 400: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, ...runtimeErrors }
+    }
+  }, async function (request, reply) {
+    const { items, next, etag } = await maps.page(request.params.map, request.query)
+    reply.header('etag', etag)
+    return next === undefined ? { items } : { items, next }
+  })
+
+  app.put('/:map/entries', {
+    schema: {
+      tags,
+      summary: "Replace a map's whole content atomically",
+      description: 'Body: JSON `[{key, value}]`, or `text/plain` in map file format (`<key> <value>` per line, blank lines and `#` comments skipped). ' +
+        'Loaded into a new version with `prepare map`, counted, then switched with `commit map`: lookups see the old content or the new one, never a mix. ' +
+        'Duplicate keys are refused. On failure nothing changes.',
+      operationId: 'replaceMapEntries',
+      params: MapParamsSchema,
+      headers: IfMatchHeadersSchema,
+      body: ReplaceBodySchema,
+      response: { 200: ReplaceResultSchema, 409: ProblemSchema, ...writeErrors }
+    }
+  }, async function (request, reply) {
+    const entries = typeof request.body === 'string' ? parseMapFile(request.body) : request.body
+    const result = await maps.replace(request.params.map, entries, request.headers['if-match'])
+    reply.header('etag', result.etag)
+    return { entries: result.entries }
+  })
+
+  app.patch('/:map/entries', {
+    schema: {
+      tags,
+      summary: 'Set and delete several entries atomically',
+      description: '`{key, value}` sets (a new key goes last), `{key, delete: true}` deletes (absent keys are ignored). ' +
+        'The resulting content is committed as a new map version, so all changes apply at once.',
+      operationId: 'patchMapEntries',
+      params: MapParamsSchema,
+      headers: IfMatchHeadersSchema,
+      body: PatchBodySchema,
+      response: { 200: ReplaceResultSchema, 409: ProblemSchema, ...writeErrors }
+    }
+  }, async function (request, reply) {
+    const result = await maps.patch(request.params.map, request.body, request.headers['if-match'])
+    reply.header('etag', result.etag)
+    return { entries: result.entries }
+  })
+
+  app.post('/:map/entries', {
+    schema: {
+      tags,
+      summary: 'Add an entry',
+      description: 'Refused with 409 when the key already exists (HAProxy itself would store a duplicate).',
+      operationId: 'createMapEntry',
+      params: MapParamsSchema,
+      headers: IfMatchHeadersSchema,
+      body: MapEntrySchema,
+      response: { 201: MapEntrySchema, 409: ProblemSchema, ...writeErrors }
+    }
+  }, async function (request, reply) {
+    const entry = await maps.create(request.params.map, request.body, request.headers['if-match'])
+    reply.code(201).header('location', entryLocation(request.params.map, entry.key))
+    return entry
+  })
+
+  app.get('/:map/entries/:key', {
+    schema: {
+      tags,
+      summary: 'Get the entry with exactly this key',
+      description: 'An exact key match (not `get map`, which applies the map\'s matching method).',
+      operationId: 'getMapEntry',
+      params: MapEntryParamsSchema,
+      response: { 200: MapEntrySchema, 400: ProblemSchema, 404: ProblemSchema, ...runtimeErrors }
+    }
+  }, async function (request, reply) {
+    const { entry, etag } = await maps.get(request.params.map, request.params.key)
+    reply.header('etag', etag)
+    return entry
+  })
+
+  app.put('/:map/entries/:key', {
+    schema: {
+      tags,
+      summary: 'Set the value of an entry, creating it if needed',
+      operationId: 'putMapEntry',
+      params: MapEntryParamsSchema,
+      headers: IfMatchHeadersSchema,
+      body: PutEntryBodySchema,
+      response: { 200: MapEntrySchema, 201: MapEntrySchema, ...writeErrors }
+    }
+  }, async function (request, reply) {
+    const entry = { key: request.params.key, value: request.body.value }
+    const outcome = await maps.put(request.params.map, entry, request.headers['if-match'])
+    if (outcome === 'created') reply.code(201).header('location', entryLocation(request.params.map, entry.key))
+    return entry
+  })
+
+  app.delete('/:map/entries/:key', {
+    schema: {
+      tags,
+      summary: 'Delete an entry (every duplicate of the key)',
+      operationId: 'deleteMapEntry',
+      params: MapEntryParamsSchema,
+      headers: IfMatchHeadersSchema,
+      response: { 204: z.undefined(), ...writeErrors }
+    }
+  }, async function (request, reply) {
+    await maps.delete(request.params.map, request.params.key, request.headers['if-match'])
+    return reply.code(204).send()
+  })
+}
