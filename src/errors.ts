@@ -96,3 +96,13 @@ export function fromRuntimeError (err: RuntimeError): ApiError {
   }
   return new ApiError(502, 'HAPX_RUNTIME_ERROR', err.message, {}, { cause: err })
 }
+
+/** The refusal inside `err`, if HAProxy refused something. */
+export function rejectionOf (err: unknown): RuntimeCommandError | undefined {
+  return err instanceof RuntimeCommandError ? err : undefined
+}
+
+/** Runtime errors become HTTP errors (so services can add context); anything else passes through. */
+export function asApiError (err: unknown): unknown {
+  return err instanceof RuntimeError ? fromRuntimeError(err) : err
+}

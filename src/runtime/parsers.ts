@@ -76,6 +76,25 @@ export type ProcessInfo = {
   nodeName: string
 }
 
+/**
+ * Bits of `show servers state` srv_admin_state (management §9.3): forced, inherited and config
+ * maintenance, forced and inherited drain, maintenance from DNS resolution and from an FQDN set on the CLI.
+ */
+export const AdminStateBits = {
+  FMAINT: 0x01,
+  IMAINT: 0x02,
+  CMAINT: 0x04,
+  FDRAIN: 0x08,
+  IDRAIN: 0x10,
+  RMAINT: 0x20,
+  HMAINT: 0x40,
+  ANY_MAINT: 0x01 | 0x02 | 0x04 | 0x20 | 0x40,
+  ANY_DRAIN: 0x08 | 0x10
+} as const
+
+/** Bits of srv_check_state and srv_agent_state (management §9.3). */
+export const CheckStateBits = { INPROGRESS: 0x01, CONFIGURED: 0x02, ENABLED: 0x04, PAUSED: 0x08 } as const
+
 /** `show info`: `Name: value` lines. */
 export function parseShowInfo (reply: string): ProcessInfo {
   const fields = new Map<string, string>()

@@ -5,12 +5,12 @@
  */
 import type { Runtime } from '../runtime/client.ts'
 import * as cmd from '../runtime/commands/index.ts'
-import { RuntimeCommandError, RuntimeError } from '../runtime/errors.ts'
+
 import type { ProcessInfo, Row } from '../runtime/parsers.ts'
-import { StatType } from '../runtime/parsers.ts'
+import { AdminStateBits, CheckStateBits, StatType } from '../runtime/parsers.ts'
 import type { ProxyMode } from '../runtime/validation.ts'
 import { PROXY_MODES, checkName } from '../runtime/validation.ts'
-import { ApiError, fromRuntimeError } from '../errors.ts'
+import { ApiError, asApiError, rejectionOf } from '../errors.ts'
 import type { BackendCatalog } from './catalog.ts'
 import type { KeyedLock } from './locks.ts'
 import type { ServerService } from './servers.ts'
@@ -40,25 +40,10 @@ export type CreateBackendInput = {
 
 const UNPUB_SUFFIX = ' (UNPUB)'
 
-/** srv_admin_state bits (management §9.3 `show servers state`). */
-const ADMIN_FMAINT = 0x01
-const ADMIN_FDRAIN = 0x08
-/** srv_agent_state bit: agent check enabled. */
-const CHECK_ENABLED = 0x04
-
 export const TCP_MODE_WARNING = 'mode tcp: an HTTP frontend that routes to this backend gives its clients an empty reply; use mode http for backends behind HTTP frontends'
 
 /** Balance algorithms HAProxy accepts dynamic servers with; hash-based ones depend on hash-type. */
 const DYNAMIC_ALGOS = new Set(['roundrobin', 'leastconn', 'first', 'random', 'unknown'])
-
-function rejectionOf (err: unknown): RuntimeCommandError | undefined {
-  return err instanceof RuntimeCommandError ? err : undefined
-}
-
-/** Runtime errors become HTTP errors here so that callers can add context; others pass through. */
-function asApiError (err: unknown): unknown {
-  return err instanceof RuntimeError ? fromRuntimeError(err) : err
-}
 
 export class BackendService {
   readonly #runtime: Runtime
@@ -203,17 +188,17 @@ export class BackendService {
       const prior = servers.map(s => ({
         name: s.srv_name as string,
         admin: Number(s.srv_admin_state),
-        agentEnabled: (Number(s.srv_agent_state) & CHECK_ENABLED) !== 0
+        agentEnabled: (Number(s.srv_agent_state) & CheckStateBits.ENABLED) !== 0
       }))
       const quiesce: Array<cmd.Command<void>> = [cmd.unpublishBackend(name)]
       for (const s of prior) {
         if (s.agentEnabled) quiesce.push(cmd.disableAgent(name, s.name))
-        if ((s.admin & ADMIN_FMAINT) === 0) quiesce.push(cmd.setServerState(name, s.name, 'maint'))
+        if ((s.admin & AdminStateBits.FMAINT) === 0) quiesce.push(cmd.setServerState(name, s.name, 'maint'))
       }
       const restore = async (): Promise<string | undefined> => {
         const undo: Array<cmd.Command<void>> = []
         for (const s of prior) {
-          if ((s.admin & ADMIN_FMAINT) === 0) undo.push(cmd.setServerState(name, s.name, (s.admin & ADMIN_FDRAIN) !== 0 ? 'drain' : 'ready'))
+          if ((s.admin & AdminStateBits.FMAINT) === 0) undo.push(cmd.setServerState(name, s.name, (s.admin & AdminStateBits.FDRAIN) !== 0 ? 'drain' : 'ready'))
           if (s.agentEnabled) undo.push(cmd.enableAgent(name, s.name))
         }
         if (backend.published) undo.push(cmd.publishBackend(name))

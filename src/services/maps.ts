@@ -9,9 +9,9 @@ import { createHash } from 'node:crypto'
 import type { Runtime } from '../runtime/client.ts'
 import * as cmd from '../runtime/commands/index.ts'
 import type { MapEntry } from '../runtime/commands/index.ts'
-import { RuntimeArgumentError, RuntimeCommandError, RuntimeError } from '../runtime/errors.ts'
+import { RuntimeArgumentError, RuntimeCommandError } from '../runtime/errors.ts'
 import { checkMapKey, checkMapName, checkMapValue, mapKeyProblem, mapValueProblem } from '../runtime/validation.ts'
-import { ApiError, fromRuntimeError } from '../errors.ts'
+import { ApiError, asApiError, rejectionOf } from '../errors.ts'
 import type { KeyedLock } from './locks.ts'
 
 export type { MapEntry }
@@ -81,14 +81,6 @@ export function parseMapFile (text: string): MapEntry[] {
       `the map file has ${errorCount} invalid line(s): ${errors.slice(0, 3).map(e => `${e.field}: ${e.message}`).join('; ')}`, { errors })
   }
   return entries
-}
-
-function rejectionOf (err: unknown): RuntimeCommandError | undefined {
-  return err instanceof RuntimeCommandError ? err : undefined
-}
-
-function asApiError (err: unknown): unknown {
-  return err instanceof RuntimeError ? fromRuntimeError(err) : err
 }
 
 function mapNotFound (map: string, r?: RuntimeCommandError): ApiError {

@@ -7,11 +7,11 @@
  */
 import type { Runtime } from '../runtime/client.ts'
 import * as cmd from '../runtime/commands/index.ts'
-import { RuntimeCommandError, RuntimeError } from '../runtime/errors.ts'
+import type { RuntimeCommandError } from '../runtime/errors.ts'
 import type { Row } from '../runtime/parsers.ts'
-import { StatType } from '../runtime/parsers.ts'
+import { AdminStateBits, CheckStateBits, StatType } from '../runtime/parsers.ts'
 import { checkName } from '../runtime/validation.ts'
-import { ApiError, fromRuntimeError } from '../errors.ts'
+import { ApiError, asApiError, fromRuntimeError, rejectionOf } from '../errors.ts'
 import type { CreateServerInput, OPERATIONAL_STATUSES, PatchServerInput } from '../schemas/servers.ts'
 import type { KeyedLock } from './locks.ts'
 
@@ -45,15 +45,7 @@ export type Server = {
   ssl: boolean
 }
 
-/** srv_admin_state bits (management §9.3 `show servers state`): forced, inherited, config, resolution and FQDN maintenance. */
-const ADMIN_MAINT_MASK = 0x01 | 0x02 | 0x04 | 0x20 | 0x40
-/** Forced and inherited drain. */
-const ADMIN_DRAIN_MASK = 0x08 | 0x10
-/** srv_check_state / srv_agent_state bits (management §9.3). */
-const CHECK_INPROGRESS = 0x01
-const CHECK_CONFIGURED = 0x02
-const CHECK_ENABLED = 0x04
-const CHECK_PAUSED = 0x08
+const { INPROGRESS: CHECK_INPROGRESS, CONFIGURED: CHECK_CONFIGURED, ENABLED: CHECK_ENABLED, PAUSED: CHECK_PAUSED } = CheckStateBits
 
 /** How long a rollback waits for a server that was briefly in service to lose its connections. */
 const ROLLBACK_WAIT_MS = 2000
@@ -91,8 +83,8 @@ export function normalizeStatus (raw: string): OperationalStatus {
 }
 
 export function adminStateOf (adminBits: number): cmd.ServerAdminState {
-  if ((adminBits & ADMIN_MAINT_MASK) !== 0) return 'maint'
-  if ((adminBits & ADMIN_DRAIN_MASK) !== 0) return 'drain'
+  if ((adminBits & AdminStateBits.ANY_MAINT) !== 0) return 'maint'
+  if ((adminBits & AdminStateBits.ANY_DRAIN) !== 0) return 'drain'
   return 'ready'
 }
 
@@ -153,14 +145,6 @@ export function joinServers (backend: string, state: Row[], stat: Row[]): Server
     if (r.type === StatType.SERVER && r.pxname === backend) byName.set(r.svname as string, r)
   }
   return state.filter(r => r.be_name === backend).map(r => toServer(backend, r, byName.get(r.srv_name as string)))
-}
-
-function rejectionOf (err: unknown): RuntimeCommandError | undefined {
-  return err instanceof RuntimeCommandError ? err : undefined
-}
-
-function asApiError (err: unknown): unknown {
-  return err instanceof RuntimeError ? fromRuntimeError(err) : err
 }
 
 /** Re-throws `err` as an ApiError with more context in its detail and `state`. */
