@@ -6,16 +6,13 @@
  */
 import Fastify from 'fastify'
 import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from 'fastify'
-import swagger from '@fastify/swagger'
-import swaggerUi from '@fastify/swagger-ui'
-import {
-  jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler
-} from '@fastify/type-provider-zod'
+import { serializerCompiler, validatorCompiler } from '@fastify/type-provider-zod'
 import type { Config } from './config.ts'
 import { RuntimeClient } from './runtime/client.ts'
 import type { Runtime } from './runtime/client.ts'
 import { registerErrorHandler } from './plugins/error-handler.ts'
 import { registerAuth } from './plugins/auth.ts'
+import { registerSwagger } from './plugins/swagger.ts'
 import { healthRoutes } from './routes/health.ts'
 import { backendRoutes } from './routes/backends.ts'
 import { mapRoutes } from './routes/maps.ts'
@@ -33,8 +30,6 @@ export type AppDeps = {
   /** A pino logger, or Fastify logger options; `false` for none (tests). */
   logger?: FastifyBaseLogger | FastifyServerOptions['logger']
 }
-
-export const API_VERSION = '0.1.0'
 
 export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   const { config } = deps
@@ -59,38 +54,9 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   })
   app.addHook('onClose', async () => { await runtime.close() })
 
-  // Swagger must see every route, so it is registered before them (@fastify/swagger README).
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.1.0',
-      info: {
-        title: 'hapctl',
-        version: API_VERSION,
-        description: "A REST control plane for HAProxy 3.4's Runtime API: dynamic backends, servers and maps, validated, " +
-          'with structured errors (RFC 9457) instead of free-text replies.'
-      },
-      tags: [
-        { name: 'backends', description: 'Dynamic and static backends' },
-        { name: 'servers', description: 'Servers of a backend: add, drain, change, delete' },
-        { name: 'health', description: 'Liveness and readiness' },
-        { name: 'maps', description: 'Map entries: single changes and atomic replacement' }
-      ],
-      components: {
-        securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'API_TOKEN, when the service sets one' } }
-      },
-      security: [{ bearerAuth: [] }]
-    },
-    transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject
-  })
-  await app.register(swaggerUi, { routePrefix: '/docs' })
-
+  await registerSwagger(app)
   registerErrorHandler(app)
   if (config.apiToken !== undefined) registerAuth(app, config.apiToken)
-
-  app.get('/openapi.json', { schema: { hide: true } }, async function () {
-    return app.swagger()
-  })
 
   const locks = new KeyedLock()
   const catalog = new BackendCatalog(app.log.child({ module: 'catalog' }))

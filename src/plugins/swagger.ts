@@ -1,0 +1,79 @@
+/**
+ * The OpenAPI 3.1 document, generated from the routes' zod schemas, and Swagger UI at /docs.
+ * Registered before the routes so that it sees all of them (@fastify/swagger README).
+ * @see https://github.com/fastify/fastify-swagger
+ */
+import type { FastifyInstance } from 'fastify'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import { jsonSchemaTransform, jsonSchemaTransformObject } from '@fastify/type-provider-zod'
+import { titleFor } from '../errors.ts'
+
+export const API_VERSION = '0.1.0'
+
+type Json = Record<string, any>
+
+/**
+ * Finishing touches the generator cannot express: error responses are `application/problem+json`
+ * (RFC 9457), response descriptions say what the status means instead of "Default Response", and
+ * component schemas nothing refers to (the provider emits an input variant of every schema) are dropped.
+ */
+export function polishDocument (doc: Json): Json {
+  for (const item of Object.values<Json>(doc.paths ?? {})) {
+    for (const op of Object.values<Json>(item)) {
+      for (const [status, response] of Object.entries<Json>(op.responses ?? {})) {
+        if (response.description === 'Default Response') response.description = titleFor(Number(status))
+        const json = response.content?.['application/json']
+        if (json?.schema?.$ref === '#/components/schemas/Problem') {
+          response.content = { 'application/problem+json': json }
+        }
+      }
+    }
+  }
+  const schemas: Json = doc.components?.schemas ?? {}
+  const used = new Set<string>()
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) { node.forEach(visit); return }
+    if (node === null || typeof node !== 'object') return
+    for (const [k, v] of Object.entries(node)) {
+      if (k === '$ref' && typeof v === 'string' && v.startsWith('#/components/schemas/')) {
+        const name = v.slice('#/components/schemas/'.length)
+        if (!used.has(name)) { used.add(name); visit(schemas[name]) }
+      } else visit(v)
+    }
+  }
+  visit(doc.paths)
+  for (const name of Object.keys(schemas)) if (!used.has(name)) delete schemas[name]
+  return doc
+}
+
+export async function registerSwagger (app: FastifyInstance): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'hapctl',
+        version: API_VERSION,
+        description: "A REST control plane for HAProxy 3.4's Runtime API: dynamic backends, servers and maps, validated, " +
+          'with structured errors (RFC 9457 problem details) instead of free-text replies.'
+      },
+      tags: [
+        { name: 'backends', description: 'Dynamic and static backends' },
+        { name: 'servers', description: 'Servers of a backend: add, drain, change, delete' },
+        { name: 'maps', description: 'Map entries: single changes and atomic replacement' },
+        { name: 'health', description: 'Liveness and readiness' }
+      ],
+      components: {
+        securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'API_TOKEN, when the service sets one' } }
+      },
+      security: [{ bearerAuth: [] }]
+    },
+    transform: jsonSchemaTransform,
+    transformObject: (input) => polishDocument(jsonSchemaTransformObject(input) as Json) as ReturnType<typeof jsonSchemaTransformObject>
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
+
+  app.get('/openapi.json', { schema: { hide: true } }, async function () {
+    return app.swagger()
+  })
+}
