@@ -47,7 +47,9 @@ function toApiError (err: unknown): ApiError {
 export function registerErrorHandler (app: FastifyInstance): void {
   app.setErrorHandler(function (err, request, reply) {
     const problem = toApiError(err)
-    if (problem.status >= 500) request.log.error({ err }, problem.message)
+    // HAProxy being down, slow or odd (502/503/504) is an operational condition, not a bug: no stack.
+    if (problem.status === 500) request.log.error({ err }, problem.message)
+    else if (problem.status >= 500) request.log.warn({ code: problem.code, detail: problem.message }, 'HAProxy Runtime API problem')
     else request.log.info({ code: problem.code, detail: problem.message }, 'request refused')
     return sendProblem(reply, request, problem)
   })

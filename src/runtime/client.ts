@@ -158,7 +158,8 @@ export class RuntimeClient implements Runtime {
       if (err instanceof RuntimeError && err.stack !== undefined && callSite.stack !== undefined) {
         err.stack += '\n' + callSite.stack.split('\n').slice(1).join('\n')
       }
-      if (!(err instanceof RuntimeCommandError)) this.#logger?.warn({ err, commands: verbs }, 'runtime call failed')
+      // Callers decide how loud a failure is (the HTTP layer logs every 5xx once); here it is detail.
+      this.#logger?.debug({ err, commands: verbs }, 'runtime call failed')
       throw err
     }
   }

@@ -89,7 +89,11 @@ export class BackendService {
     return this.#locks.run(`backend:${input.name}`, async () => {
       let created: cmd.AddBackendResult
       try {
-        [created] = await this.#runtime.execute([cmd.addBackend(input.name, input.from, input.mode)])
+        // `show info` first, on the same connection: the catalog entry must belong to the process that
+        // created the backend, or a restart noticed later would wipe the fresh entry with the stale ones.
+        let info
+        [info, created] = await this.#runtime.execute([cmd.showInfo(), cmd.addBackend(input.name, input.from, input.mode)])
+        this.#catalog.observe(info)
       } catch (err) {
         const r = rejectionOf(err)
         if (r?.kind === 'not_found') {

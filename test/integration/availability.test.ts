@@ -165,6 +165,18 @@ describe('HAProxy restarted, then stopped', () => {
     await expectHealthy(app)
   })
 
+  it('keeps a backend recreated through hapctl after a restart it has not noticed yet as its own', async () => {
+    const app = await appFor({ HAPROXY_RUNTIME_API: h.runtimeApi })
+    expect((await app.inject({ method: 'POST', url: '/backends', payload: { name: 'dyn_twice', from: 'mydefaults' } })).statusCode).toBe(201)
+    await h.restart()
+    // A 404 does not tell hapctl that HAProxy restarted; the next creation must not be mistaken for
+    // a leftover of the old process when the restart is finally noticed.
+    expect((await app.inject({ method: 'GET', url: '/backends/dyn_twice' })).statusCode).toBe(404)
+    expect((await app.inject({ method: 'POST', url: '/backends', payload: { name: 'dyn_twice', from: 'mydefaults' } })).statusCode).toBe(201)
+    const after = await app.inject({ method: 'GET', url: '/backends/dyn_twice' })
+    expect(after.json()).toMatchObject({ name: 'dyn_twice', dynamic: true, from: 'mydefaults' })
+  })
+
   it('answers 503 once HAProxy is stopped, and /health stays 200', async () => {
     const app = await appFor({ HAPROXY_RUNTIME_API: h.runtimeApi })
     expect((await app.inject({ method: 'GET', url: '/ready' })).statusCode).toBe(200)
