@@ -367,24 +367,54 @@ export class MapService {
         throw new ApiError(502, 'HAPX_MAP_LOAD_INCOMPLETE',
           `HAProxy holds ${count} entries in the prepared version of '${map}' instead of ${entries.length}; nothing was committed`)
       }
+    } catch (err) {
+      return this.#abandon(map, version, err)
+    }
+    try {
       await runtime.execute([cmd.commitMap(map, version)])
     } catch (err) {
-      let cleared = true
-      try {
-        await runtime.execute([cmd.clearMapVersion(map, version)])
-      } catch {
-        cleared = false
-      }
-      const state = { map, version, committed: false, pendingVersionCleared: cleared }
-      const r = rejectionOf(err)
-      if (r !== undefined && /Version number out of range/.test(r.haproxyMessage)) {
-        throw new ApiError(409, 'HAPX_MAP_VERSION_CONFLICT',
-          `another client prepared or committed a version of '${map}' while this replace ran; nothing was changed, retry`,
-          { haproxyMessage: r.haproxyMessage, command: r.verb, state })
-      }
+      if (rejectionOf(err) !== undefined) return this.#abandon(map, version, err)
+      // The commit went out and no verdict came back (timeout, cut connection): HAProxy may have
+      // applied it. Clearing version N then would empty the live map, so ask which version is live.
+      const live = await this.#currentVersion(map)
+      if (live !== undefined && live >= version) return
+      if (live !== undefined) return this.#abandon(map, version, err)
       const api = asApiError(err)
-      if (api instanceof ApiError) throw new ApiError(api.status, api.code, api.message, { ...api.extras, state }, { cause: err })
+      if (api instanceof ApiError) {
+        throw new ApiError(api.status, api.code, `${api.message}; whether map '${map}' was replaced is unknown: read it before retrying`,
+          { ...api.extras, state: { map, version, committed: 'unknown' } }, { cause: err })
+      }
       throw api
     }
+  }
+
+  /** The live version of a map (`curr_ver` in `show map`), or undefined when HAProxy cannot tell us now. */
+  async #currentVersion (map: string): Promise<number | undefined> {
+    try {
+      const [maps] = await this.#runtime.execute([cmd.showMaps()])
+      return maps.find(m => m.name === map || `#${m.id}` === map)?.currentVersion ?? undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  /** Clears the pending version N (it was not committed) and throws `err` with what was left. */
+  async #abandon (map: string, version: number, err: unknown): Promise<never> {
+    let cleared = true
+    try {
+      await this.#runtime.execute([cmd.clearMapVersion(map, version)])
+    } catch {
+      cleared = false
+    }
+    const state = { map, version, committed: false, pendingVersionCleared: cleared }
+    const r = rejectionOf(err)
+    if (r !== undefined && /Version number out of range/.test(r.haproxyMessage)) {
+      throw new ApiError(409, 'HAPX_MAP_VERSION_CONFLICT',
+        `another client prepared or committed a version of '${map}' while this replace ran; nothing was changed, retry`,
+        { haproxyMessage: r.haproxyMessage, command: r.verb, state })
+    }
+    const api = asApiError(err)
+    if (api instanceof ApiError) throw new ApiError(api.status, api.code, api.message, { ...api.extras, state }, { cause: err })
+    throw api
   }
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { PayloadCommand } from '../../src/runtime/client.ts'
-import { RuntimeUnavailableError } from '../../src/runtime/errors.ts'
+import { RuntimeTimeoutError, RuntimeUnavailableError } from '../../src/runtime/errors.ts'
 import { buildTestApp } from '../helpers/build-test-app.ts'
 import { fakeRuntime } from '../helpers/fake-runtime.ts'
 
@@ -165,6 +165,38 @@ describe('/maps routes', () => {
     expect([res2.statusCode, res2.json().code]).toEqual([409, 'HAPX_MAP_VERSION_CONFLICT'])
     expect(raced.runtime.sent.at(-1)).toBe(`clear map @1 ${MAP}`)
     expect(raced.live()).toEqual(['/old x'])
+  })
+
+  it('never clears a version whose commit timed out but went through', async () => {
+    // HAProxy applied the commit (curr_ver is 1) but the reply never came: clearing @1 would empty the live map.
+    const f = fakeHaproxy([['/old', 'x']], {
+      'commit map @1 virt@paths.map': new RuntimeTimeoutError(5000, 'commit map'),
+      'show map': LIST.replace('curr_ver=0 next_ver=0', 'curr_ver=1 next_ver=1')
+    })
+    const app = await buildTestApp(f.runtime)
+    const res = await app.inject({ method: 'PUT', url: base, payload: [{ key: '/a', value: 'b' }] })
+    expect(res.statusCode).toBe(200)
+    expect(f.runtime.sent.some(t => t.startsWith('clear map'))).toBe(false)
+  })
+
+  it('clears a version whose commit timed out and did not happen, and says so', async () => {
+    const f = fakeHaproxy([['/old', 'x']], { 'commit map @1 virt@paths.map': new RuntimeTimeoutError(5000, 'commit map') })
+    const app = await buildTestApp(f.runtime)
+    const res = await app.inject({ method: 'PUT', url: base, payload: [{ key: '/a', value: 'b' }] })
+    expect(res.statusCode).toBe(504)
+    expect(res.json().state).toMatchObject({ committed: false, pendingVersionCleared: true })
+    expect(f.runtime.sent).toContain('clear map @1 virt@paths.map')
+    expect(f.live()).toEqual(['/old x'])
+  })
+
+  it('reports an unknown outcome when neither the commit nor the check gets an answer', async () => {
+    const down = new RuntimeUnavailableError('tcp://127.0.0.1:1', 'ECONNREFUSED')
+    const f = fakeHaproxy([], { 'commit map @1 virt@paths.map': new RuntimeTimeoutError(5000, 'commit map'), 'show map': down })
+    const app = await buildTestApp(f.runtime)
+    const res = await app.inject({ method: 'PUT', url: base, payload: [{ key: '/a', value: 'b' }] })
+    expect(res.statusCode).toBe(504)
+    expect(res.json().state).toMatchObject({ committed: 'unknown' })
+    expect(f.runtime.sent.some(t => t.startsWith('clear map'))).toBe(false)
   })
 
   it('patches atomically and checks If-Match', async () => {
