@@ -10,7 +10,7 @@ import type { MapService } from '../services/maps.ts'
 import { parseMapFile } from '../services/maps.ts'
 import { ProblemSchema } from '../schemas/common.ts'
 import {
-  EntryListQuerySchema, EntryPageSchema, IfMatchHeadersSchema, MapEntryParamsSchema, MapEntrySchema, MapListSchema, MapParamsSchema,
+  EntryListQuerySchema, EntryPageSchema, IfMatchHeadersSchema, MapEntryParamsSchema, MapEntrySchema, MapListSchema, StoredMapEntrySchema, MapParamsSchema,
   PatchBodySchema, PutEntryBodySchema, ReplaceBodySchema, ReplaceResultSchema
 } from '../schemas/maps.ts'
 
@@ -99,7 +99,7 @@ export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async func
       params: MapParamsSchema,
       headers: IfMatchHeadersSchema,
       body: MapEntrySchema,
-      response: { 201: MapEntrySchema, 409: ProblemSchema, ...writeErrors }
+      response: { 201: StoredMapEntrySchema, 409: ProblemSchema, ...writeErrors }
     }
   }, async function (request, reply) {
     const entry = await maps.create(request.params.map, request.body, request.headers['if-match'])
@@ -114,7 +114,7 @@ export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async func
       description: 'An exact key match (not `get map`, which applies the map\'s matching method).',
       operationId: 'getMapEntry',
       params: MapEntryParamsSchema,
-      response: { 200: MapEntrySchema, 400: ProblemSchema, 404: ProblemSchema, ...runtimeErrors }
+      response: { 200: StoredMapEntrySchema, 400: ProblemSchema, 404: ProblemSchema, ...runtimeErrors }
     }
   }, async function (request, reply) {
     const { entry, etag } = await maps.get(request.params.map, request.params.key)
@@ -130,7 +130,7 @@ export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async func
       params: MapEntryParamsSchema,
       headers: IfMatchHeadersSchema,
       body: PutEntryBodySchema,
-      response: { 200: MapEntrySchema, 201: MapEntrySchema, ...writeErrors }
+      response: { 200: StoredMapEntrySchema, 201: StoredMapEntrySchema, ...writeErrors }
     }
   }, async function (request, reply) {
     const entry = { key: request.params.key, value: request.body.value }

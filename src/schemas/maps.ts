@@ -34,6 +34,16 @@ export const MapEntrySchema = z.object({
   value: MapValueSchema
 }).strict().meta({ id: 'MapEntry' })
 
+/**
+ * An entry as HAProxy holds it. Responses use this, not MapEntrySchema: a map may hold entries that
+ * hapctl would refuse to write (regex keys with `\\`, `#` keys stored by other tools), and reading
+ * them must still work.
+ */
+export const StoredMapEntrySchema = z.object({
+  key: z.string(),
+  value: z.string()
+}).meta({ id: 'StoredMapEntry' })
+
 export const MapSchema = z.object({
   name: z.string().describe('How to address the map: virt@<name>, or the file path as written in the configuration (without opt@)'),
   id: z.number().int().describe('HAProxy id (#<id>); depends on the configuration layout'),
@@ -56,7 +66,7 @@ export const EntryListQuerySchema = z.object({
 })
 
 export const EntryPageSchema = z.object({
-  items: z.array(MapEntrySchema),
+  items: z.array(StoredMapEntrySchema),
   next: z.string().optional().describe('Cursor of the next page; absent on the last one')
 }).meta({ id: 'MapEntryPage' })
 

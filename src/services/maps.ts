@@ -306,6 +306,14 @@ export class MapService {
         placed.add(e.key)
       }
       for (const c of changes) if (!('delete' in c) && !placed.has(c.key)) next.push({ key: c.key, value: c.value })
+      // Entries written by other tools (a regex key with `\`, a `#` key…) could not be written back
+      // exactly through a payload: refuse before preparing anything rather than mangle them.
+      const unwritable = next.filter(e => mapKeyProblem(e.key) !== undefined || mapValueProblem(e.value) !== undefined)
+      if (unwritable.length > 0) {
+        throw new ApiError(409, 'HAPX_MAP_UNWRITABLE',
+          `map '${map}' holds ${unwritable.length} entr${unwritable.length === 1 ? 'y' : 'ies'} hapctl cannot write back exactly (e.g. key '${unwritable[0]?.key}'); change them with PUT /maps/{map}/entries or directly, nothing was changed`,
+          { errors: unwritable.slice(0, MAX_REPORTED_ERRORS).map(e => ({ field: e.key, message: mapKeyProblem(e.key) ?? mapValueProblem(e.value) ?? 'unwritable' })) })
+      }
       await this.#applyVersion(map, next)
       return { entries: next.length, etag: mapEtag(next) }
     })

@@ -167,6 +167,26 @@ describe('maps (real HAProxy)', () => {
     expect(await srv('/k3')).toBe('srv=s1')
   })
 
+  it('reads entries written by other tools that hapctl would refuse, and will not mangle them in a PATCH', async () => {
+    await api().inject({ method: 'PUT', url: entriesUrl, payload: [{ key: '/plain', value: 'static_unref' }] })
+    // A regex-style key with a backslash and a `#` key, stored straight through the CLI.
+    expect(await haproxy().cli('add map virt@paths.map ^/api\\\\.json webservers')).toBe('\n')
+    expect(await haproxy().cli('add map virt@paths.map #tag webservers')).toBe('\n')
+    const before = await showMap()
+    expect(before).toEqual(['/plain static_unref', '^/api\\.json webservers', '#tag webservers'])
+
+    const list = await api().inject({ method: 'GET', url: entriesUrl })
+    expect(list.statusCode).toBe(200)
+    expect(list.json().items).toEqual([
+      { key: '/plain', value: 'static_unref' }, { key: '^/api\\.json', value: 'webservers' }, { key: '#tag', value: 'webservers' }
+    ])
+    const patch = await api().inject({ method: 'PATCH', url: entriesUrl, payload: [{ key: '/plain', value: 'static_ref' }] })
+    expect(patch.statusCode).toBe(409)
+    expect(patch.json().code).toBe('HAPX_MAP_UNWRITABLE')
+    expect(await showMap()).toEqual(before)
+    expect((await api().inject({ method: 'PUT', url: entriesUrl, payload: [] })).statusCode).toBe(200)
+  })
+
   it('stores awkward keys and values exactly, or refuses them with 400', async () => {
     await haproxy().cli('clear map virt@paths.map')
     const exact = [
