@@ -14,7 +14,7 @@
  */
 import net from 'node:net'
 import type { Command, CommandResult } from './commands/index.ts'
-import { experimentalModeOn } from './commands/index.ts'
+import { experimentalModeOn, setCliTimeout } from './commands/index.ts'
 import {
   RuntimeArgumentError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
 } from './errors.ts'
@@ -242,11 +242,17 @@ export class RuntimeClient implements Runtime {
       const socket = this.#connect()
       socket.setNoDelay(true)
 
-      // The queue of lines to send: `prompt i`'s own (empty) reply first, then each command's.
+      // The queue of lines to send: `prompt i`'s own (empty) reply first, then each command's, with the
+      // connection settings some commands need; those are `internal` (their results are not returned).
       const queue: Array<Command<unknown> | 'preamble'> = ['preamble']
-      const modeOn = commands.some(c => c.experimental === true) ? experimentalModeOn() : undefined
+      const internal = new Set<Command<unknown>>()
+      const addInternal = (c: Command<unknown>): void => { internal.add(c); queue.push(c) }
+      // The CLI's idle timer (`stats timeout`, 10 s by default) also interrupts a running `wait`
+      // ("Interrupted. …"), so a connection that waits gets a longer timer of its own (management §9.3).
+      if (commands.some(c => (c.extraTimeMs ?? 0) > 0)) addInternal(setCliTimeout(Math.ceil(timeoutMs / 1000) + 5))
+      let modeOn = false
       for (const c of commands) {
-        if (c.experimental === true && modeOn !== undefined && !queue.includes(modeOn)) queue.push(modeOn)
+        if (c.experimental === true && !modeOn) { addInternal(experimentalModeOn()); modeOn = true }
         queue.push(c)
       }
       const results: unknown[] = []
@@ -287,7 +293,7 @@ export class RuntimeClient implements Runtime {
         if (c !== 'preamble') {
           try {
             const value = c.parse(reply)
-            if (c !== modeOn) results.push(value)
+            if (!internal.has(c)) results.push(value)
           } catch (err) {
             if (err instanceof RuntimeCommandError) err.index = results.length
             finish(err instanceof Error ? err : new RuntimeProtocolError(String(err)))

@@ -42,7 +42,7 @@ const REJECTIONS: ReadonlyArray<readonly [RegExp, RejectionKind]> = [
   [/^Unknown command/, 'unsupported'],
   [/^No such (backend|server|proxy)\.|^Can't find backend\.|^Cannot find default proxy|^Unknown map identifier|^Key not found\.|^entry not found\.|^key or pattern not found\.|^Failed\. No such/, 'not_found'],
   [/name is already used by other proxy|^Already exists a server with the same name|duplicate entry/, 'exists'],
-  [/must be unpublished|^Only a backend without server|^This proxy cannot be removed|still has attached streams|^Only servers in maintenance mode|still has connections attached|^Wait delay expired|^Failed\./, 'conflict'],
+  [/^Interrupted\.|must be unpublished|^Only a backend without server|^This proxy cannot be removed|still has attached streams|^Only servers in maintenance mode|still has connections attached|^Wait delay expired|^Failed\./, 'conflict'],
   [/^Usage:|^Require |^Invalid character|is not permitted|^Unknown proxy mode|^Mode is required|compatible with only|^Invalid duration|^Missing|expects|unknown keyword|not accepted for dynamic server|^invalid|^Invalid/, 'invalid']
 ]
 
@@ -111,4 +111,14 @@ export const serverRef = (backend: string, server: string): string =>
 export function experimentalModeOn (): Command<void> {
   const verb = 'experimental-mode on'
   return { text: verb, verb, parse: expectEmpty(verb) }
+}
+
+/**
+ * `set timeout cli <seconds>` (management §9.3): this connection's idle timeout; the unit is seconds
+ * and 0 is refused (runtime-notes 1.5). Sent by the client before `wait` commands.
+ */
+export function setCliTimeout (seconds: number): Command<void> {
+  const verb = 'set timeout cli'
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 86_400) throw new RuntimeArgumentError('timeout', 'must be 1 to 86400 seconds')
+  return { text: line(verb, String(seconds)), verb, parse: expectEmpty(verb) }
 }
