@@ -127,21 +127,46 @@ export class BackendService {
           await this.#undoCreate(input.name, err, '; the backend was removed again, nothing was left behind')
         }
       }
+      const warnings: string[] = []
       if (input.published) {
+        // Health-checked servers start DOWN (init-state down); published before one is UP, the backend
+        // would answer 503 to routes already pointing at it instead of their fallback (runtime-notes 8).
+        const checked = servers.filter(s => s.check === true)
+        if (checked.length > 0 && !(await this.#waitForUpServer(input.name, publishWaitMs(checked)))) {
+          warnings.push('published before any server passed its health check: requests routed here get 503 until one does')
+        }
         try {
           await this.#runtime.execute([cmd.publishBackend(input.name)])
         } catch (err) {
           await this.#undoCreate(input.name, err)
         }
       }
-      return this.get(input.name)
+      const backend = await this.get(input.name)
+      return { ...backend, warnings: [...backend.warnings, ...warnings] }
     })
+  }
+
+  /** Polls `show stat` until a server of the backend is UP; false when `withinMs` runs out first. */
+  async #waitForUpServer (name: string, withinMs: number): Promise<boolean> {
+    const deadline = Date.now() + withinMs
+    for (;;) {
+      try {
+        const [rows] = await this.#runtime.execute([cmd.showStat(name)])
+        if (rows.some(r => r.type === StatType.SERVER && (r.status ?? '').startsWith('UP'))) return true
+      } catch (err) {
+        throw asApiError(err)
+      }
+      if (Date.now() >= deadline) return false
+      await new Promise(resolve => setTimeout(resolve, Math.min(100, Math.max(1, deadline - Date.now()))))
+    }
   }
 
   /** Removes a backend whose creation could not be completed; the caller's error is what the client sees. */
   async #undoCreate (name: string, cause: unknown, removedNote?: string): Promise<never> {
     try {
-      await this.#runtime.execute([cmd.delBackend(name)])
+      // Unpublish first: if the failed step was a publish that timed out, HAProxy may have applied it,
+      // and `del backend` refuses a published backend.
+      await this.#runtime.execute([cmd.unpublishBackend(name), cmd.delBackend(name)])
       this.#catalog.delete(name)
     } catch (undoErr) {
       const api = asApiError(cause)
@@ -321,6 +346,12 @@ export class BackendService {
       }
     })
   }
+}
+
+/** How long a new backend's checked servers need to come UP: about inter × rise each, at most 30 s. */
+function publishWaitMs (servers: ReadonlyArray<{ inter?: number | undefined, rise?: number | undefined }>): number {
+  const longest = Math.max(...servers.map(s => (s.inter ?? 2000) * (s.rise ?? 2)))
+  return Math.min(30_000, longest + 1000)
 }
 
 function remaining (deadline: number): number {

@@ -193,6 +193,22 @@ describe('servers on a real HAProxy', () => {
     expect((await del('/backends/slowbe/servers/slow2')).statusCode).toBe(204)
   })
 
+  it('POST /backends with published servers under health checks publishes once one is UP', async () => {
+    // The route exists before the backend does: until it is published, /ready1 falls back to web1.
+    expect(await haproxy().cli('add map virt@paths.map /ready1 readybe')).toBe('\n')
+    const res = await post('/backends', {
+      name: 'readybe',
+      from: 'mydefaults',
+      published: true,
+      servers: [{ name: 'r', address: '127.0.0.1', port: port('a'), check: true, inter: '300ms', rise: 2 }]
+    })
+    expect(res.statusCode, res.body).toBe(201)
+    expect(res.json()).toMatchObject({ published: true, warnings: [] })
+    // No 503 window: the first request after the 201 already reaches the new server.
+    expect(await httpGet(haproxy().frontendUrl + '/ready1')).toMatchObject({ status: 200, body: 'srv=a path=/ready1\n' })
+    expect(await haproxy().cli('del map virt@paths.map /ready1')).toBe('\n')
+  })
+
   it('POST /backends with servers is all or nothing', async () => {
     const good = { name: 'g1', address: '127.0.0.1', port: port('a') }
     const bad = { name: 'g2', address: '127.0.0.1', port: port('b'), ssl: true, sslVerify: 'required' }
