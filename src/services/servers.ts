@@ -263,7 +263,15 @@ export class ServerService {
     } catch (err) {
       const r = rejectionOf(err)
       if (r !== undefined && r.verb === 'add server') throw addRejection(backend, input.name, r)
-      if (r === undefined) throw asApiError(err)
+      if (r === undefined) {
+        // No verdict (timeout, cut connection): `add server` and what followed may have been applied,
+        // so remove whatever exists; "No such server" means nothing was created.
+        const failure = await this.#removeQuietly(backend, input.name)
+        const gone = failure === undefined || /No such server/.test(failure)
+        throw withContext(err, `adding server '${input.name}' got no complete answer: `,
+          gone ? '; no server was left behind' : `; it may exist in maintenance (removing it failed: ${failure})`,
+          { backend, server: input.name, removed: gone ? true : 'unknown' })
+      }
       const failure = await this.#removeQuietly(backend, input.name)
       throw withContext(err, `server '${input.name}' was added but '${r.verb}' failed: `,
         failure === undefined ? '; the server was removed again' : `; removing it again failed too (${failure}), it is left in maintenance`,

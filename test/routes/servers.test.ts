@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { RuntimeUnavailableError } from '../../src/runtime/errors.ts'
+import { RuntimeTimeoutError, RuntimeUnavailableError } from '../../src/runtime/errors.ts'
 import { buildTestApp } from '../helpers/build-test-app.ts'
 import { fakeRuntime } from '../helpers/fake-runtime.ts'
 
@@ -76,6 +76,10 @@ function haproxy (overrides: Record<string, string | Error> = {}) {
     }
     if ((m = /^add backend (\S+) from (\S+)$/.exec(text))) { backends.set(m[1] as string, []); return 'New backend registered.' }
     if ((m = /^del backend (\S+)$/.exec(text))) { backends.delete(m[1] as string); return 'Backend deleted.' }
+    if ((m = /^(un)?publish backend (\S+)$/.exec(text))) {
+      if (!backends.has(m[2] as string)) return 'No such backend.'
+      return m[1] === undefined ? 'Backend published.' : 'Backend unpublished.'
+    }
     if (text === 'show info') return 'Name: HAProxy\nVersion: 3.4.7-1\nRelease_date: x\nPid: 1\nUptime_sec: 1\nStart_time_sec: 1\nStopping: 0\nnode: t'
     if (text.startsWith('show stat ')) return '# pxname,svname,status,type,mode,algo,\nnew,BACKEND,UP (UNPUB),1,http,unknown,\n'
     return `Unknown command: '${text}'`
@@ -161,6 +165,21 @@ describe('POST servers', () => {
     expect(changes(rt.sent)).toEqual(['add server web/s2 10.0.0.1:80', 'set server web/s2 state ready', 'set server web/s2 state maint', 'wait 2000ms srv-removable web/s2', 'del server web/s2'])
     expect(rt.backends.get('web')!.map(s => s.name)).toEqual(['w1'])
   })
+
+  it('removes a server whose add went through although no answer came back', async () => {
+    const rt = haproxy()
+    const execute = rt.execute.bind(rt)
+    // HAProxy applies the whole sequence, then the reply is lost.
+    rt.execute = (async (commands: Parameters<typeof execute>[0]) => {
+      const results = await execute(commands)
+      if (commands.some(c => c.text === 'add server web/s3 10.0.0.1:80')) throw new RuntimeTimeoutError(5000, 'set server state')
+      return results
+    }) as typeof rt.execute
+    const app = await buildTestApp(rt)
+    const res = await app.inject({ method: 'POST', url: '/backends/web/servers', payload: { name: 's3', address: '10.0.0.1', port: 80 } })
+    expect(res.json()).toMatchObject({ status: 504, code: 'HAPX_RUNTIME_TIMEOUT', state: { server: 's3', removed: true } })
+    expect(rt.backends.get('web')!.map(s => s.name)).toEqual(['w1'])
+  })
 })
 
 describe('PATCH servers', () => {
@@ -239,7 +258,7 @@ describe('POST /backends with servers', () => {
     expect(changes(rt.sent)).toEqual([
       'add backend new from mydefaults', 'add server new/a 10.0.0.1:80', 'set server new/a state ready',
       'add server new/b 10.0.0.2:80 ssl verify required',
-      'set server new/a state maint', 'wait 2000ms srv-removable new/a', 'del server new/a', 'del backend new'
+      'set server new/a state maint', 'wait 2000ms srv-removable new/a', 'del server new/a', 'unpublish backend new', 'del backend new'
     ])
     expect(rt.backends.has('new')).toBe(false)
   })
