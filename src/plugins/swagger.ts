@@ -21,8 +21,23 @@ type Json = Record<string, any>
 export function polishDocument (doc: Json): Json {
   for (const item of Object.values<Json>(doc.paths ?? {})) {
     for (const op of Object.values<Json>(item)) {
+      if (op.requestBody !== undefined) {
+        // Fastify itself answers these for any route with a body (body limit, content-type parsers).
+        op.responses['413'] ??= { description: '', content: { 'application/json': { schema: { $ref: '#/components/schemas/Problem' } } } }
+        op.responses['415'] ??= { description: '', content: { 'application/json': { schema: { $ref: '#/components/schemas/Problem' } } } }
+        // A body taken as JSON or as text/plain is one zod union; each media type gets its own branch.
+        // (Both media types may share one object, so new ones are built from the union first.)
+        const content: Json | undefined = op.requestBody.content
+        const union: Json[] | undefined = content?.['text/plain']?.schema?.anyOf
+        const text = union?.find(s => s.type === 'string')
+        const others = union?.filter(s => s.type !== 'string') ?? []
+        if (content !== undefined && text !== undefined && others.length === 1) {
+          content['text/plain'] = { schema: text }
+          if (content['application/json'] !== undefined) content['application/json'] = { schema: others[0] }
+        }
+      }
       for (const [status, response] of Object.entries<Json>(op.responses ?? {})) {
-        if (response.description === 'Default Response') response.description = titleFor(Number(status))
+        if (response.description === 'Default Response' || response.description === '') response.description = titleFor(Number(status))
         const json = response.content?.['application/json']
         if (json?.schema?.$ref === '#/components/schemas/Problem') {
           response.content = { 'application/problem+json': json }

@@ -6,13 +6,12 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { z } from 'zod'
 import type { BackendService } from '../services/backends.ts'
-import { ProblemSchema } from '../schemas/common.ts'
+import { ProblemSchema, RUNTIME_PROBLEMS, WRITE_PROBLEMS } from '../schemas/common.ts'
 import {
   BackendListSchema, BackendParamsSchema, BackendSchema, CreateBackendSchema, DeleteBackendQuerySchema, PatchBackendSchema
 } from '../schemas/backends.ts'
 
 const tags = ['backends']
-const runtimeErrors = { 401: ProblemSchema, 502: ProblemSchema, 503: ProblemSchema, 504: ProblemSchema }
 
 export const backendRoutes: FastifyPluginAsyncZod<{ backends: BackendService }> = async function (app, opts) {
   const { backends } = opts
@@ -22,7 +21,7 @@ export const backendRoutes: FastifyPluginAsyncZod<{ backends: BackendService }> 
       tags,
       summary: 'List every backend, static and dynamic',
       operationId: 'listBackends',
-      response: { 200: BackendListSchema, ...runtimeErrors }
+      response: { 200: BackendListSchema, ...RUNTIME_PROBLEMS }
     }
   }, async function () {
     return { items: await backends.list() }
@@ -37,7 +36,7 @@ export const backendRoutes: FastifyPluginAsyncZod<{ backends: BackendService }> 
         'or is `mode tcp` (an HTTP frontend routed to it gives clients an empty reply).',
       operationId: 'createBackend',
       body: CreateBackendSchema,
-      response: { 201: BackendSchema, 400: ProblemSchema, 409: ProblemSchema, 422: ProblemSchema, ...runtimeErrors }
+      response: { 201: BackendSchema, 409: ProblemSchema, ...WRITE_PROBLEMS }
     }
   }, async function (request, reply) {
     const backend = await backends.create(request.body)
@@ -51,7 +50,7 @@ export const backendRoutes: FastifyPluginAsyncZod<{ backends: BackendService }> 
       summary: 'Get one backend',
       operationId: 'getBackend',
       params: BackendParamsSchema,
-      response: { 200: BackendSchema, 400: ProblemSchema, 404: ProblemSchema, ...runtimeErrors }
+      response: { 200: BackendSchema, 400: ProblemSchema, 404: ProblemSchema, ...RUNTIME_PROBLEMS }
     }
   }, async function (request) {
     return backends.get(request.params.name)
@@ -65,7 +64,7 @@ export const backendRoutes: FastifyPluginAsyncZod<{ backends: BackendService }> 
       operationId: 'updateBackend',
       params: BackendParamsSchema,
       body: PatchBackendSchema,
-      response: { 200: BackendSchema, 400: ProblemSchema, 404: ProblemSchema, ...runtimeErrors }
+      response: { 200: BackendSchema, 404: ProblemSchema, ...WRITE_PROBLEMS }
     }
   }, async function (request) {
     return backends.setPublished(request.params.name, request.body.published)
@@ -81,7 +80,7 @@ export const backendRoutes: FastifyPluginAsyncZod<{ backends: BackendService }> 
       operationId: 'deleteBackend',
       params: BackendParamsSchema,
       querystring: DeleteBackendQuerySchema,
-      response: { 204: z.undefined(), 400: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, ...runtimeErrors }
+      response: { 204: z.undefined(), 404: ProblemSchema, 409: ProblemSchema, ...WRITE_PROBLEMS }
     }
   }, async function (request, reply) {
     await backends.delete(request.params.name, { timeoutMs: request.query.timeout, force: request.query.force })

@@ -8,15 +8,14 @@ import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { z } from 'zod'
 import type { MapService } from '../services/maps.ts'
 import { parseMapFile } from '../services/maps.ts'
-import { ProblemSchema } from '../schemas/common.ts'
+import { ProblemSchema, RUNTIME_PROBLEMS, WRITE_PROBLEMS } from '../schemas/common.ts'
 import {
   EntryListQuerySchema, EntryPageSchema, IfMatchHeadersSchema, MapEntryParamsSchema, MapEntrySchema, MapListSchema, StoredMapEntrySchema, MapParamsSchema,
   PatchBodySchema, PutEntryBodySchema, ReplaceBodySchema, ReplaceResultSchema
 } from '../schemas/maps.ts'
 
 const tags = ['maps']
-const runtimeErrors = { 401: ProblemSchema, 502: ProblemSchema, 503: ProblemSchema, 504: ProblemSchema }
-const writeErrors = { 400: ProblemSchema, 404: ProblemSchema, 412: ProblemSchema, ...runtimeErrors }
+const writeErrors = { 404: ProblemSchema, 412: ProblemSchema, ...WRITE_PROBLEMS }
 
 const entryLocation = (map: string, key: string): string => `/maps/${encodeURIComponent(map)}/entries/${encodeURIComponent(key)}`
 
@@ -29,7 +28,7 @@ export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async func
       summary: 'List every map',
       description: 'Entry counts are counted from `show map <map>` (HAProxy\'s own entry_cnt is wrong for maps used by two converters).',
       operationId: 'listMaps',
-      response: { 200: MapListSchema, ...runtimeErrors }
+      response: { 200: MapListSchema, ...RUNTIME_PROBLEMS }
     }
   }, async function () {
     return { items: await maps.list() }
@@ -44,7 +43,7 @@ export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async func
       operationId: 'listMapEntries',
       params: MapParamsSchema,
       querystring: EntryListQuerySchema,
-      response: { 200: EntryPageSchema, 400: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, ...runtimeErrors }
+      response: { 200: EntryPageSchema, 400: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, ...RUNTIME_PROBLEMS }
     }
   }, async function (request, reply) {
     const { items, next, etag } = await maps.page(request.params.map, request.query)
@@ -60,6 +59,7 @@ export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async func
         'Loaded into a new version with `prepare map`, counted, then switched with `commit map`: lookups see the old content or the new one, never a mix. ' +
         'Duplicate keys are refused. On failure nothing changes.',
       operationId: 'replaceMapEntries',
+      consumes: ['application/json', 'text/plain'],
       params: MapParamsSchema,
       headers: IfMatchHeadersSchema,
       body: ReplaceBodySchema,
@@ -114,7 +114,7 @@ export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async func
       description: 'An exact key match (not `get map`, which applies the map\'s matching method).',
       operationId: 'getMapEntry',
       params: MapEntryParamsSchema,
-      response: { 200: StoredMapEntrySchema, 400: ProblemSchema, 404: ProblemSchema, ...runtimeErrors }
+      response: { 200: StoredMapEntrySchema, 400: ProblemSchema, 404: ProblemSchema, ...RUNTIME_PROBLEMS }
     }
   }, async function (request, reply) {
     const { entry, etag } = await maps.get(request.params.map, request.params.key)

@@ -6,13 +6,12 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { z } from 'zod'
 import type { ServerService } from '../services/servers.ts'
-import { ProblemSchema } from '../schemas/common.ts'
+import { ProblemSchema, RUNTIME_PROBLEMS, WRITE_PROBLEMS } from '../schemas/common.ts'
 import {
   BackendServersParamsSchema, CreateServerSchema, DeleteServerQuerySchema, PatchServerSchema, ServerListSchema, ServerParamsSchema, ServerSchema
 } from '../schemas/servers.ts'
 
 const tags = ['servers']
-const runtimeErrors = { 401: ProblemSchema, 502: ProblemSchema, 503: ProblemSchema, 504: ProblemSchema }
 
 export const serverRoutes: FastifyPluginAsyncZod<{ servers: ServerService }> = async function (app, opts) {
   const { servers } = opts
@@ -24,7 +23,7 @@ export const serverRoutes: FastifyPluginAsyncZod<{ servers: ServerService }> = a
       description: 'One `show servers state` + `show stat` round trip. Dynamic servers come newest first.',
       operationId: 'listServers',
       params: BackendServersParamsSchema,
-      response: { 200: ServerListSchema, 400: ProblemSchema, 404: ProblemSchema, ...runtimeErrors }
+      response: { 200: ServerListSchema, 400: ProblemSchema, 404: ProblemSchema, ...RUNTIME_PROBLEMS }
     }
   }, async function (request) {
     return { items: await servers.list(request.params.backend) }
@@ -42,7 +41,7 @@ export const serverRoutes: FastifyPluginAsyncZod<{ servers: ServerService }> = a
       operationId: 'createServer',
       params: BackendServersParamsSchema,
       body: CreateServerSchema,
-      response: { 201: ServerSchema, 400: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 422: ProblemSchema, ...runtimeErrors }
+      response: { 201: ServerSchema, 404: ProblemSchema, 409: ProblemSchema, ...WRITE_PROBLEMS }
     }
   }, async function (request, reply) {
     const server = await servers.create(request.params.backend, request.body)
@@ -56,7 +55,7 @@ export const serverRoutes: FastifyPluginAsyncZod<{ servers: ServerService }> = a
       summary: 'Get one server',
       operationId: 'getServer',
       params: ServerParamsSchema,
-      response: { 200: ServerSchema, 400: ProblemSchema, 404: ProblemSchema, ...runtimeErrors }
+      response: { 200: ServerSchema, 400: ProblemSchema, 404: ProblemSchema, ...RUNTIME_PROBLEMS }
     }
   }, async function (request) {
     return servers.get(request.params.backend, request.params.server)
@@ -72,7 +71,7 @@ export const serverRoutes: FastifyPluginAsyncZod<{ servers: ServerService }> = a
       operationId: 'updateServer',
       params: ServerParamsSchema,
       body: PatchServerSchema,
-      response: { 200: ServerSchema, 400: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 422: ProblemSchema, ...runtimeErrors }
+      response: { 200: ServerSchema, 404: ProblemSchema, 409: ProblemSchema, ...WRITE_PROBLEMS }
     }
   }, async function (request) {
     return servers.update(request.params.backend, request.params.server, request.body)
@@ -87,7 +86,7 @@ export const serverRoutes: FastifyPluginAsyncZod<{ servers: ServerService }> = a
       operationId: 'deleteServer',
       params: ServerParamsSchema,
       querystring: DeleteServerQuerySchema,
-      response: { 204: z.undefined(), 400: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 422: ProblemSchema, ...runtimeErrors }
+      response: { 204: z.undefined(), 404: ProblemSchema, 409: ProblemSchema, ...WRITE_PROBLEMS }
     }
   }, async function (request, reply) {
     await servers.delete(request.params.backend, request.params.server, { timeoutMs: request.query.timeout, force: request.query.force })

@@ -31,3 +31,12 @@ export const DurationSchema = z.string()
     return Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000 }[m[2] ?? 'ms'] as number)
   })
   .refine(ms => ms >= 1 && ms <= 300_000, 'between 1ms and 5m')
+
+/**
+ * Problem responses of every route that talks to HAProxy: no or a wrong token (401), HAProxy's reply
+ * made no sense (502), HAProxy unreachable (503) or too slow (504).
+ */
+export const RUNTIME_PROBLEMS = { 401: ProblemSchema, 502: ProblemSchema, 503: ProblemSchema, 504: ProblemSchema }
+
+/** ...and of every route that changes something: invalid input (400), and a refusal of HAProxy's that fits no other status (422). */
+export const WRITE_PROBLEMS = { 400: ProblemSchema, 422: ProblemSchema, ...RUNTIME_PROBLEMS }
