@@ -25,24 +25,47 @@ export const INTERACTIVE_PREAMBLE = 'prompt i\n'
  * nothing). Chunks may split anywhere, including inside a multi-byte UTF-8 character.
  */
 export class ReplyReader {
-  #decoder = new StringDecoder('utf8')
-  #buffer = ''
+  readonly #decoder = new StringDecoder('utf8')
+  /** Text received and not yet returned, as it arrived: joined only once a reply is complete. */
+  #chunks: string[] = []
+  /** Chunks already searched without finding the end of the current reply. */
+  #scanned = 0
+  /** Last character searched, `\n` at the start of a reply (so that a lone `\n` is an empty reply). */
+  #last = '\n'
 
   push (chunk: Buffer | string): void {
-    this.#buffer += typeof chunk === 'string' ? chunk : this.#decoder.write(chunk)
+    const text = typeof chunk === 'string' ? chunk : this.#decoder.write(chunk)
+    if (text.length > 0) this.#chunks.push(text)
   }
 
-  /** The next complete reply (its text without the terminating empty line), or undefined. */
+  /**
+   * The next complete reply (its text without the terminating empty line), or undefined. Each chunk
+   * is searched once, so a multi-megabyte `show map` arriving in 16 KiB pieces costs linear time.
+   */
   next (): string | undefined {
-    if (this.#buffer.startsWith('\n')) {
-      this.#buffer = this.#buffer.slice(1)
-      return ''
+    for (let c = this.#scanned; c < this.#chunks.length; c++) {
+      const chunk = this.#chunks[c] as string
+      // Index in this chunk of the `\n` that completes the terminating `\n\n`.
+      let end: number
+      if (this.#last === '\n' && chunk.startsWith('\n')) end = 0
+      else {
+        const i = chunk.indexOf('\n\n')
+        end = i === -1 ? -1 : i + 1
+      }
+      if (end === -1) {
+        this.#last = chunk[chunk.length - 1] as string
+        this.#scanned = c + 1
+        continue
+      }
+      const text = this.#chunks.slice(0, c).join('') + chunk.slice(0, end + 1)
+      const rest = chunk.slice(end + 1)
+      this.#chunks = rest.length > 0 ? [rest, ...this.#chunks.slice(c + 1)] : this.#chunks.slice(c + 1)
+      this.#scanned = 0
+      this.#last = '\n'
+      // `text` ends with the terminator; a reply of one `\n` is the empty reply.
+      return text.length <= 1 ? '' : text.slice(0, -2)
     }
-    const end = this.#buffer.indexOf('\n\n')
-    if (end === -1) return undefined
-    const reply = this.#buffer.slice(0, end)
-    this.#buffer = this.#buffer.slice(end + 2)
-    return reply
+    return undefined
   }
 
   /**
@@ -50,7 +73,7 @@ export class ReplyReader {
    * still split across chunks stay in the decoder.
    */
   get pending (): string {
-    return this.#buffer
+    return this.#chunks.join('')
   }
 }
 
