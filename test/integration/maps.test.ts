@@ -56,6 +56,10 @@ describe('maps (real HAProxy)', () => {
     expect(dup.statusCode).toBe(409)
     expect(dup.json().code).toBe('HAPX_MAP_ENTRY_EXISTS')
     expect(await showMap()).toEqual(['/a static_unref'])
+    // A key that only has a shorter prefix in the map (map_beg matches /a for /ab) is not taken.
+    const longer = await api().inject({ method: 'POST', url: entriesUrl, payload: { key: '/ab', value: 'static_ref' } })
+    expect(longer.statusCode).toBe(201)
+    expect((await api().inject({ method: 'DELETE', url: entryUrl('/ab') })).statusCode).toBe(204)
 
     const changed = await api().inject({ method: 'PUT', url: entryUrl('/a'), payload: { value: 'static_ref' } })
     expect(changed.statusCode).toBe(200)

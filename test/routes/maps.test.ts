@@ -30,6 +30,13 @@ function fakeHaproxy (initial: Array<[string, string]> = [], hooks: Record<strin
     if (name !== MAP && name !== '#5') return 'Unknown map identifier. Please use #<id> or <file>.'
     const version = a?.startsWith('@') ? Number(a.slice(1)) : undefined
     switch (`${verb} map`) {
+      case 'get map': {
+        // map_beg: the longest key that is a prefix of the sample, oldest first among equals.
+        const hit = live.filter(e => (b as string).startsWith(e.key)).sort((x, y) => y.key.length - x.key.length)[0]
+        return hit === undefined
+          ? 'type=beg, case=sensitive, found=no'
+          : `type=beg, case=sensitive, found=yes, idx=tree, key="${hit.key}", value="${hit.value}", type="str"`
+      }
       case 'show map': return dump(version === undefined ? live : versions.get(version) ?? [])
       case 'add map': live.push({ key: b as string, value: c as string }); return ''
       case 'set map': {

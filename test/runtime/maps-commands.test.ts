@@ -112,3 +112,28 @@ describe('RuntimeClient.executePayload', () => {
     }
   })
 })
+
+describe('get map as an exact-key test', () => {
+  // Replies as HAProxy 3.4.7 prints them (runtime-notes 5.3).
+  const found = 'type=beg, case=sensitive, found=yes, idx=tree, key="/alpha", value="dyn1", type="str"'
+  const notFound = 'type=beg, case=sensitive, found=no'
+
+  it('composes `get map <map> <sample>` and parses one line per converter', () => {
+    const c = cmd.getMapLookup('virt@paths.map', '/alpha/x')
+    expect(c.text).toBe('get map virt@paths.map /alpha/x')
+    expect(c.parse(found)).toEqual([{ match: 'beg', caseSensitive: true, found: true, key: '/alpha' }])
+    expect(c.parse(`type=str, case=sensitive, found=no\n${found}`)).toHaveLength(2)
+    expect(() => c.parse('Unknown map identifier. Please use #<id> or <file>.')).toThrow(RuntimeCommandError)
+  })
+
+  it('settles presence for case-sensitive beg/str maps and defers for the others', () => {
+    const c = cmd.getMapLookup('virt@paths.map', '/x')
+    expect(cmd.exactKeyFromLookup(c.parse(found), '/alpha')).toBe(true)
+    // A shorter prefix matched: the exact key would have been the longest match, so it is absent.
+    expect(cmd.exactKeyFromLookup(c.parse(found), '/alpha/x')).toBe(false)
+    expect(cmd.exactKeyFromLookup(c.parse(notFound), '/alpha')).toBe(false)
+    expect(cmd.exactKeyFromLookup(c.parse('type=reg, case=sensitive, found=no'), '/alpha')).toBeUndefined()
+    expect(cmd.exactKeyFromLookup(c.parse('type=beg, case=insensitive, found=no'), '/alpha')).toBeUndefined()
+    expect(cmd.exactKeyFromLookup(c.parse(`type=sub, case=sensitive, found=no\n${notFound}`), '/alpha')).toBeUndefined()
+  })
+})

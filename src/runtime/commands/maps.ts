@@ -143,6 +143,42 @@ export function setMapEntry (map: string, key: string, value: string): Command<v
   return { text: lineWithValue(verb, [checkMapName(map), checkMapKey(key)], value), verb, parse: expectEmpty(verb) }
 }
 
+/** One line of `get map`: the outcome of a lookup for one converter that uses the map. */
+export type MapLookup = {
+  /** Match method: `beg` (map_beg), `str` (map / map_str), `reg`, `sub`, `dom`, `ip`… */
+  match: string
+  caseSensitive: boolean
+  found: boolean
+  /** The entry that matched, when found. */
+  key: string | undefined
+}
+
+const GET_MAP_LINE = /^type=([a-z_]+), case=(sensitive|insensitive), found=(yes|no)(?:, idx=[a-z]+, key="(.*?)", value=".*", type="[a-z]+")?$/
+
+/**
+ * `get map <map> <sample>` (management §9.3): looks the sample up the way the converters that use the
+ * map do (a pattern match, not an exact key lookup), one line per converter (runtime-notes 5.3).
+ */
+export function getMapLookup (map: string, sample: string): Command<MapLookup[]> {
+  const verb = 'get map'
+  return showCommand(verb, line(verb, checkMapName(map), checkMapKey(sample)), reply => reply.split('\n').filter(l => l !== '').map(l => {
+    const m = GET_MAP_LINE.exec(l)
+    if (m === null) throw new RuntimeProtocolError('get map: unexpected line', { verb, reply })
+    return { match: m[1] as string, caseSensitive: m[2] === 'sensitive', found: m[3] === 'yes', key: m[4] }
+  }), r => r.startsWith('type='))
+}
+
+/**
+ * Whether `key` is an entry of the map, from `get map <map> <key>` alone, when that can be told:
+ * with case-sensitive `beg` or `str` matching, an existing entry equal to the sample is always the
+ * match (the longest prefix of a string is itself), so another match or none means it is absent.
+ * Other methods (`reg`, `sub`, `ip`…) may match another entry first: undefined, read the map instead.
+ */
+export function exactKeyFromLookup (lookups: readonly MapLookup[], key: string): boolean | undefined {
+  if (lookups.length === 0 || !lookups.every(l => (l.match === 'beg' || l.match === 'str') && l.caseSensitive)) return undefined
+  return lookups.some(l => l.found && l.key === key)
+}
+
 /**
  * `del map <map> <key>` (management §9.3): deletes ONE entry, the oldest, although the manual says all
  * (runtime-notes 5.6). Resolves true when one was deleted, false on `Key not found.`.
