@@ -40,6 +40,9 @@ export type CreateBackendInput = {
 
 const UNPUB_SUFFIX = ' (UNPUB)'
 
+/** What a backend's view needs from `show stat`: its BACKEND row and its server rows. */
+const BACKEND_STAT = { columns: ['pxname', 'svname', 'type', 'status', 'mode', 'algo'], backendsAndServersOnly: true } as const
+
 export const TCP_MODE_WARNING = 'mode tcp: an HTTP frontend that routes to this backend gives its clients an empty reply; use mode http for backends behind HTTP frontends'
 
 /** Balance algorithms HAProxy accepts dynamic servers with; hash-based ones depend on hash-type. */
@@ -61,7 +64,7 @@ export class BackendService {
   async list (): Promise<Backend[]> {
     let info, stat
     try {
-      [info, stat] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat()])
+      [info, stat] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(undefined, BACKEND_STAT)])
     } catch (err) {
       throw asApiError(err)
     }
@@ -74,7 +77,7 @@ export class BackendService {
   async get (name: string): Promise<Backend> {
     checkName('backend', name)
     try {
-      const [info, stat] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(name)])
+      const [info, stat] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(name, BACKEND_STAT)])
       this.#catalog.observe(info)
       const found = this.#fromStat(stat).find(b => b.name === name)
       if (found !== undefined) return found

@@ -13,7 +13,7 @@ function haproxy (overrides: Record<string, string | Error> = {}) {
     const [verb, sub, name] = text.split(' ')
     if (text === 'show info') return INFO_REPLY
     if (text === 'show stat' || (verb === 'show' && sub === 'stat')) {
-      const only = text === 'show stat' ? undefined : name
+      const only = text === 'show stat' || name === '-1' ? undefined : name
       if (only !== undefined && !backends.has(only)) return 'No such proxy.'
       return statReply([...backends].filter(([n]) => only === undefined || n === only)
         .map(([n, b]) => ({ px: n, status: b.published ? 'UP' : 'UP (UNPUB)' })))

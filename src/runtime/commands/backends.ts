@@ -20,9 +20,13 @@ export function showInfo (): Command<ProcessInfo> {
 // --- backends ---------------------------------------------------------------------------------
 
 /** `show stat [<proxy> <type> -1]` (management §9.1, §9.3). Without a backend: every proxy. */
-export function showStat (backend?: string): Command<Row[]> {
-  const text = backend === undefined ? 'show stat' : line('show stat', checkName('backend', backend), '-1', '-1')
-  return showCommand('show stat', text, parseShowStat, r => r.startsWith('# pxname,'))
+export function showStat (backend?: string, opts: { columns?: readonly string[], backendsAndServersOnly?: boolean } = {}): Command<Row[]> {
+  // `show stat <iid> <type> <sid>`: type is a mask, 2 = backends, 4 = servers; -1 = all.
+  const types = opts.backendsAndServersOnly === true ? '6' : '-1'
+  const text = backend === undefined
+    ? (types === '-1' ? 'show stat' : line('show stat', '-1', types, '-1'))
+    : line('show stat', checkName('backend', backend), types, '-1')
+  return showCommand('show stat', text, reply => parseShowStat(reply, opts.columns), r => r.startsWith('# pxname,'))
 }
 
 /** `show servers state [<backend>]` (management §9.3). Unknown backend: `Can't find backend.` */
