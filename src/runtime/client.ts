@@ -48,6 +48,14 @@ export type ExecuteOptions = {
   timeoutMs?: number
 }
 
+/** A connection and how its call ends; see RuntimeClient.#session. */
+type Session<T> = {
+  readonly socket: net.Socket
+  connected: boolean
+  settled: boolean
+  finish: (outcome: Error | { value: T }) => void
+}
+
 type Results<C extends readonly Command<unknown>[]> = { -readonly [K in keyof C]: CommandResult<C[K]> }
 
 /**
@@ -164,45 +172,54 @@ export class RuntimeClient implements Runtime {
     }
   }
 
-  /** A new connection, tracked so that close() can end it. */
-  #connect (): net.Socket {
+  /**
+   * One connection under one deadline. `finish` settles the call exactly once: it clears the timer,
+   * forgets and destroys the socket. A socket error before `connect` means HAProxy cannot be reached;
+   * after it, the exchange broke half-way. `verb` names what was in flight, for errors.
+   */
+  #session<T> (deadline: number, timeoutMs: number, verb: () => string | undefined,
+    resolve: (value: T) => void, reject: (err: Error) => void): Session<T> {
     const socket = this.#endpoint.kind === 'tcp'
       ? net.connect({ host: this.#endpoint.host, port: this.#endpoint.port })
       : net.connect({ path: this.#endpoint.path })
     this.#sockets.add(socket)
-    return socket
+    const session: Session<T> = {
+      socket,
+      connected: false,
+      settled: false,
+      finish: (outcome) => {
+        if (session.settled) return
+        session.settled = true
+        clearTimeout(timer)
+        this.#sockets.delete(socket)
+        socket.destroy()
+        if (outcome instanceof Error) reject(outcome)
+        else resolve(outcome.value)
+      }
+    }
+    const timer = setTimeout(() => session.finish(new RuntimeTimeoutError(timeoutMs, verb())), Math.max(0, deadline - Date.now()))
+    socket.on('connect', () => { session.connected = true })
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      const what = err.code ?? err.message
+      session.finish(session.connected
+        ? new RuntimeProtocolError(`connection to HAProxy failed during '${verb() ?? 'prompt i'}' (${what})`, { verb: verb(), cause: err })
+        : new RuntimeUnavailableError(this.endpoint, what, { cause: err }))
+    })
+    return session
   }
 
   /** Writes `request` on a new connection and resolves with everything received until HAProxy closes it. */
   #exchange (request: string, verb: string, deadline: number, timeoutMs: number): Promise<string> {
     return new Promise((resolve, reject) => {
-      const socket = this.#connect()
+      const session = this.#session<string>(deadline, timeoutMs, () => verb, resolve, reject)
+      const { socket } = session
       const chunks: Buffer[] = []
-      let connected = false
-      let settled = false
-      const finish = (err: Error | undefined): void => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        this.#sockets.delete(socket)
-        socket.destroy()
-        if (err === undefined) resolve(Buffer.concat(chunks).toString('utf8'))
-        else reject(err)
-      }
-      const timer = setTimeout(() => finish(new RuntimeTimeoutError(timeoutMs, verb)), Math.max(0, deadline - Date.now()))
-      socket.on('connect', () => {
-        connected = true
-        socket.write(request)
-      })
+      socket.on('connect', () => { socket.write(request) })
       socket.on('data', (chunk: Buffer) => { chunks.push(chunk) })
-      socket.on('error', (err: NodeJS.ErrnoException) => {
-        if (!connected) finish(new RuntimeUnavailableError(this.endpoint, err.code ?? err.message, { cause: err }))
-        else finish(new RuntimeProtocolError(`connection to HAProxy failed during '${verb}' (${err.code ?? err.message})`, { verb, cause: err }))
-      })
       socket.on('close', () => {
-        if (!connected) finish(new RuntimeUnavailableError(this.endpoint, 'connection closed'))
-        else if (chunks.length === 0) finish(new RuntimeProtocolError(`HAProxy closed the connection during '${verb}' without replying`, { verb }))
-        else finish(undefined)
+        if (!session.connected) session.finish(new RuntimeUnavailableError(this.endpoint, 'connection closed'))
+        else if (chunks.length === 0) session.finish(new RuntimeProtocolError(`HAProxy closed the connection during '${verb}' without replying`, { verb }))
+        else session.finish({ value: Buffer.concat(chunks).toString('utf8') })
       })
     })
   }
@@ -239,9 +256,6 @@ export class RuntimeClient implements Runtime {
 
   #run (commands: readonly Command<unknown>[], deadline: number, timeoutMs: number): Promise<unknown[]> {
     return new Promise((resolve, reject) => {
-      const socket = this.#connect()
-      socket.setNoDelay(true)
-
       // The queue of lines to send: `prompt i`'s own (empty) reply first, then each command's, with the
       // connection settings some commands need; those are `internal` (their results are not returned).
       const queue: Array<Command<unknown> | 'preamble'> = ['preamble']
@@ -257,26 +271,16 @@ export class RuntimeClient implements Runtime {
       }
       const results: unknown[] = []
       const reader = new ReplyReader()
-      let connected = false
-      let settled = false
       let position = 0
-
-      const finish = (err: Error | undefined): void => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        this.#sockets.delete(socket)
-        socket.destroy()
-        if (err === undefined) resolve(results)
-        else reject(err)
-      }
       const current = (): Command<unknown> | 'preamble' | undefined => queue[position]
       const currentVerb = (): string | undefined => {
         const c = current()
         return c === undefined || c === 'preamble' ? undefined : c.verb
       }
-
-      const timer = setTimeout(() => finish(new RuntimeTimeoutError(timeoutMs, currentVerb())), Math.max(0, deadline - Date.now()))
+      const session = this.#session<unknown[]>(deadline, timeoutMs, currentVerb, resolve, reject)
+      const { socket } = session
+      socket.setNoDelay(true)
+      const finish = (err: Error | undefined): void => session.finish(err ?? { value: results })
 
       const sendCurrent = (): void => {
         const c = current()
@@ -305,29 +309,22 @@ export class RuntimeClient implements Runtime {
         }
         position++
         sendCurrent()
-        return !settled
+        return !session.settled
       }
 
-      socket.on('connect', () => {
-        connected = true
-        sendCurrent()
-      })
+      socket.on('connect', () => { sendCurrent() })
       socket.on('data', (chunk: Buffer) => {
         reader.push(chunk)
         let reply = reader.next()
         while (reply !== undefined && handleReply(reply)) reply = reader.next()
       })
-      socket.on('error', (err: NodeJS.ErrnoException) => {
-        if (!connected) finish(new RuntimeUnavailableError(this.endpoint, err.code ?? err.message, { cause: err }))
-        else finish(new RuntimeProtocolError(`connection to HAProxy failed during '${currentVerb() ?? 'prompt i'}' (${err.code ?? err.message})`, { verb: currentVerb(), cause: err }))
-      })
       socket.on('close', () => {
-        if (settled) return
+        if (session.settled) return
         // A fatal CLI error ends with a single `\n` and a close; it is the current command's reply. Only
         // a refusal is taken from it: a "success" may be multi-line output cut short at a line end.
         const last = finalReplyOnClose(reader.pending)
         const c = current()
-        if (last !== undefined && connected && c !== undefined && c !== 'preamble') {
+        if (last !== undefined && session.connected && c !== undefined && c !== 'preamble') {
           try {
             c.parse(last)
           } catch (err) {
@@ -337,8 +334,8 @@ export class RuntimeClient implements Runtime {
             }
           }
         }
-        if (!settled) {
-          finish(connected
+        if (!session.settled) {
+          finish(session.connected
             ? new RuntimeProtocolError(`HAProxy closed the connection during '${currentVerb() ?? 'prompt i'}' before replying in full`, { verb: currentVerb(), reply: reader.pending })
             : new RuntimeUnavailableError(this.endpoint, 'connection closed'))
         }
