@@ -5,7 +5,6 @@
  */
 import type { Runtime } from '../runtime/client.ts'
 import * as cmd from '../runtime/commands/index.ts'
-
 import type { ProcessInfo, Row } from '../runtime/parsers.ts'
 import { AdminStateBits, CheckStateBits, StatType } from '../runtime/parsers.ts'
 import type { ProxyMode } from '../runtime/validation.ts'
