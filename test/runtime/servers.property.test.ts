@@ -47,7 +47,7 @@ describe('addServer arguments (property)', () => {
       expect(value('rise')).toBe(o.rise === undefined ? undefined : String(o.rise))
       expect(value('inter')).toBe(o.interMs === undefined ? undefined : `${o.interMs}ms`)
       expect(value('port')).toBe(o.checkPort === undefined ? undefined : String(o.checkPort))
-      expect(value('addr')).toBe(o.checkAddr)
+      expect(value('addr')).toBe(o.checkAddr === undefined || !o.checkAddr.includes(':') ? o.checkAddr : `[${o.checkAddr}]`)
       expect(kw.includes('ssl')).toBe(o.ssl)
       expect(value('sni')).toBe(o.sni === undefined ? undefined : `str(${o.sni})`)
       expect(kw.includes('backup')).toBe(o.backup === true)

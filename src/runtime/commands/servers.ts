@@ -128,7 +128,12 @@ export function addServerKeywords (o: AddServerOptions): string[] {
     if (o.checkPort !== undefined) kw.push('port', checkInt('checkPort', o.checkPort, SERVER_LIMITS.port))
     // `addr` on the add line works on 3.4.7 (sets the check and agent address), unlike
     // `set server … check-addr`, which rejects every IP (pitfall 23).
-    if (o.checkAddr !== undefined) kw.push('addr', checkIp('checkAddr', o.checkAddr))
+    // The keyword takes an IPv6 address only in brackets on 3.4.7 (`addr ::1` → "invalid address:
+    // ':' in '::1'"), unlike `set server … addr`, which takes it bare.
+    if (o.checkAddr !== undefined) {
+      const ip = checkIp('checkAddr', o.checkAddr)
+      kw.push('addr', isIP(ip) === 6 ? `[${ip}]` : ip)
+    }
     // Without it a server is UP before its first check has run (pitfall 12).
     kw.push('init-state', 'down')
   }
