@@ -10,7 +10,8 @@ import { serializerCompiler, validatorCompiler } from '@fastify/type-provider-zo
 import type { Config } from './config.ts'
 import { RuntimeClient } from './runtime/client.ts'
 import type { Runtime } from './runtime/client.ts'
-import { registerErrorHandler } from './plugins/error-handler.ts'
+import { registerErrorHandler, sendProblem } from './plugins/error-handler.ts'
+import { ApiError } from './errors.ts'
 import { registerAuth } from './plugins/auth.ts'
 import { registerSwagger } from './plugins/swagger.ts'
 import { healthRoutes } from './routes/health.ts'
@@ -41,7 +42,17 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
     ...(isInstance ? { loggerInstance: loggerOption as FastifyBaseLogger } : { logger: loggerOption as FastifyServerOptions['logger'] }),
     // Bulk map replacement (text/plain map files of 100k+ lines) needs far more than Fastify's 1 MiB.
     bodyLimit: 64 * 1024 * 1024,
-    routerOptions: { ignoreTrailingSlash: true }
+    routerOptions: {
+      ignoreTrailingSlash: true,
+      // Names may be 128 characters and map keys 1024 bytes (3 × that URL-encoded); Fastify's default
+      // of 100 would let a client create what it could then never address.
+      maxParamLength: 4096
+    },
+    // Errors raised before routing (a malformed URL, a too-long parameter) are problems too.
+    frameworkErrors: function (err, request, reply) {
+      const status = typeof err.statusCode === 'number' ? err.statusCode : 400
+      sendProblem(reply, request, new ApiError(status, `HAPX_${(err.code ?? 'BAD_REQUEST').replace(/^FST_ERR_/, '')}`, err.message))
+    }
   })
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)

@@ -5,6 +5,7 @@
  * @see https://docs.haproxy.org/3.4/management.html#9.3
  */
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
+import { ApiError } from '../errors.ts'
 import { z } from 'zod'
 import type { MapService } from '../services/maps.ts'
 import { parseMapFile } from '../services/maps.ts'
@@ -66,6 +67,16 @@ export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async func
       response: { 200: ReplaceResultSchema, 409: ProblemSchema, ...writeErrors }
     }
   }, async function (request, reply) {
+    // The body schema is one union for both media types: a JSON string must not pass for a map file
+    // (a double-encoded body would otherwise replace the whole map).
+    const isText = /^text\/plain\b/i.test(request.headers['content-type'] ?? '')
+    if (typeof request.body === 'string' && !isText) {
+      throw new ApiError(400, 'HAPX_VALIDATION_FAILED', 'an application/json body is an array of {key, value}; send a map file as text/plain',
+        { errors: [{ field: 'body', message: 'expected an array' }] })
+    }
+    if (typeof request.body !== 'string' && isText) {
+      throw new ApiError(400, 'HAPX_VALIDATION_FAILED', 'a text/plain body is a map file', { errors: [{ field: 'body', message: 'expected text' }] })
+    }
     const entries = typeof request.body === 'string' ? parseMapFile(request.body) : request.body
     const result = await maps.replace(request.params.map, entries, request.headers['if-match'])
     reply.header('etag', result.etag)

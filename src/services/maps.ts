@@ -413,15 +413,23 @@ export class MapService {
     }
   }
 
-  /** Clears the pending version N (it was not committed) and throws `err` with what was left. */
+  /**
+   * Clears the pending version N (it was not committed) and throws `err` with what was left. Whether
+   * the clear worked is read back: HAProxy 3.4.7 answers `clear map @N` with success but keeps the
+   * entries once the map has had a committed version (verified on 3.4.7); they stay invisible to
+   * lookups and are purged by the next successful commit of this map.
+   */
   async #abandon (map: string, version: number, err: unknown): Promise<never> {
-    let cleared = true
+    let cleared = false
     try {
-      await this.#runtime.execute([cmd.clearMapVersion(map, version)])
+      const [, left] = await this.#runtime.execute([cmd.clearMapVersion(map, version), cmd.countMapEntries(map, version)])
+      cleared = left === 0
     } catch {
       cleared = false
     }
-    const state = { map, version, committed: false, pendingVersionCleared: cleared }
+    const state = cleared
+      ? { map, version, committed: false, pendingVersionCleared: true }
+      : { map, version, committed: false, pendingVersionCleared: false, note: 'the prepared version still holds entries (invisible to lookups); the next successful replace of this map purges them' }
     const r = rejectionOf(err)
     if (r !== undefined && /Version number out of range/.test(r.haproxyMessage)) {
       throw new ApiError(409, 'HAPX_MAP_VERSION_CONFLICT',

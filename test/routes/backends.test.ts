@@ -167,6 +167,26 @@ describe('GET/PATCH/DELETE /backends/:name', () => {
   })
 })
 
+describe('addressing', () => {
+  it('can address every name it lets a client create (128 characters)', async () => {
+    const app = await buildTestApp(haproxy())
+    const name = 'b'.repeat(128)
+    expect((await app.inject({ method: 'POST', url: '/backends', payload: { name, from: 'mydefaults' } })).statusCode).toBe(201)
+    expect((await app.inject({ url: `/backends/${name}` })).statusCode).toBe(200)
+    expect((await app.inject({ method: 'POST', url: '/backends', payload: { name: name + 'b', from: 'mydefaults' } })).statusCode).toBe(400)
+  })
+
+  it('answers a malformed URL with a problem document', async () => {
+    const app = await buildTestApp(haproxy())
+    for (const url of ['/backends/%ff', '/backends/%']) {
+      const res = await app.inject({ url })
+      expect(res.statusCode, url).toBe(400)
+      expect(res.headers['content-type']).toMatch(/^application\/problem\+json/)
+      expect(res.json()).toMatchObject({ status: 400, code: 'HAPX_BAD_URL' })
+    }
+  })
+})
+
 describe('authentication', () => {
   const token = 'a-long-enough-secret-token'
   it('protects every route but /health, /docs and /openapi.json when API_TOKEN is set', async () => {
