@@ -70,7 +70,7 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   if (config.apiToken !== undefined) registerAuth(app, config.apiToken)
 
   const locks = new KeyedLock()
-  const catalog = new BackendCatalog(app.log.child({ module: 'catalog' }))
+  const catalog = new BackendCatalog({ logger: app.log.child({ module: 'catalog' }), file: config.stateFile })
   const servers = new ServerService({ runtime, locks })
   const backends = new BackendService({ runtime, catalog, locks, servers })
 

@@ -44,7 +44,8 @@ export const ConfigSchema = z.object({
   API_TOKEN: z.string().min(16, 'API_TOKEN must be at least 16 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   HAPROXY_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
-  HAPROXY_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(9).default(4)
+  HAPROXY_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(9).default(4),
+  HAPCTL_STATE_FILE: z.string().min(1).optional()
 }).transform(env => ({
   runtimeApi: env.HAPROXY_RUNTIME_API,
   host: env.HOST,
@@ -52,7 +53,8 @@ export const ConfigSchema = z.object({
   apiToken: env.API_TOKEN,
   logLevel: env.LOG_LEVEL,
   runtimeTimeoutMs: env.HAPROXY_TIMEOUT_MS,
-  runtimeMaxConnections: env.HAPROXY_MAX_CONNECTIONS
+  runtimeMaxConnections: env.HAPROXY_MAX_CONNECTIONS,
+  stateFile: env.HAPCTL_STATE_FILE
 }))
 
 export type Config = Readonly<z.output<typeof ConfigSchema>>

@@ -4,8 +4,12 @@
  *
  * Everything created at runtime vanishes when HAProxy restarts or reloads, so the catalog is tied
  * to one HAProxy process (pid + start time, runtime-notes 6); seeing another process empties it.
- * The desired-state store that replays changes after a restart will hook in here.
+ * With a state file it also survives a restart of hapctl itself: without one, a redeployed hapctl
+ * would take its own backends for static ones. The desired-state store that replays changes after
+ * an HAProxy restart will hook in here.
  */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { dirname } from 'node:path'
 import type { ProcessInfo } from '../runtime/parsers.ts'
 
 export type DynamicBackend = {
@@ -17,24 +21,32 @@ export type DynamicBackend = {
 
 export type CatalogLogger = { warn: (obj: object, msg: string) => void }
 
+/** What the state file holds. */
+type Snapshot = { version: 1, process: string | undefined, backends: Record<string, DynamicBackend> }
+
 export class BackendCatalog {
   readonly #backends = new Map<string, DynamicBackend>()
   #process: string | undefined
   readonly #logger: CatalogLogger | undefined
+  readonly #file: string | undefined
 
-  constructor (logger?: CatalogLogger) {
-    this.#logger = logger
+  constructor (opts: { logger?: CatalogLogger, file?: string | undefined } = {}) {
+    this.#logger = opts.logger
+    this.#file = opts.file
+    if (this.#file !== undefined) this.#load(this.#file)
   }
 
   /** Records which HAProxy process answered; forgets runtime objects when it is a new one. */
   observe (info: ProcessInfo): void {
     const id = `${info.pid}@${info.startTimeSec}`
-    if (this.#process !== undefined && this.#process !== id && this.#backends.size > 0) {
+    if (this.#process === id) return
+    if (this.#process !== undefined && this.#backends.size > 0) {
       this.#logger?.warn({ previous: this.#process, current: id, lost: [...this.#backends.keys()] },
         'HAProxy restarted or reloaded: backends created at runtime are gone')
       this.#backends.clear()
     }
     this.#process = id
+    this.#save()
   }
 
   get (name: string): DynamicBackend | undefined {
@@ -43,14 +55,53 @@ export class BackendCatalog {
 
   add (name: string, entry: DynamicBackend): void {
     this.#backends.set(name, entry)
+    this.#save()
   }
 
   delete (name: string): void {
-    this.#backends.delete(name)
+    if (this.#backends.delete(name)) this.#save()
   }
 
   /** Drops entries for backends HAProxy no longer has (deleted behind our back). */
   retain (existing: ReadonlySet<string>): void {
-    for (const name of this.#backends.keys()) if (!existing.has(name)) this.#backends.delete(name)
+    let changed = false
+    for (const name of this.#backends.keys()) {
+      if (!existing.has(name)) { this.#backends.delete(name); changed = true }
+    }
+    if (changed) this.#save()
+  }
+
+  #load (file: string): void {
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
+      throw new Error(`cannot read HAPCTL_STATE_FILE ${file}: ${(err as Error).message}`)
+    }
+    let snapshot: Snapshot
+    try {
+      snapshot = JSON.parse(text) as Snapshot
+      if (snapshot.version !== 1 || typeof snapshot.backends !== 'object' || snapshot.backends === null) throw new Error('unknown format')
+    } catch (err) {
+      throw new Error(`HAPCTL_STATE_FILE ${file} is not a hapctl state file (${(err as Error).message}); move it away to start afresh`)
+    }
+    this.#process = typeof snapshot.process === 'string' ? snapshot.process : undefined
+    for (const [name, entry] of Object.entries(snapshot.backends)) this.#backends.set(name, entry)
+  }
+
+  /** Written whole to a temporary file, then renamed over the old one, so a crash never leaves half a file. */
+  #save (): void {
+    if (this.#file === undefined) return
+    const snapshot: Snapshot = { version: 1, process: this.#process, backends: Object.fromEntries(this.#backends) }
+    try {
+      mkdirSync(dirname(this.#file), { recursive: true })
+      const tmp = `${this.#file}.${process.pid}.tmp`
+      writeFileSync(tmp, JSON.stringify(snapshot, null, 2) + '\n')
+      renameSync(tmp, this.#file)
+    } catch (err) {
+      // The change in HAProxy has happened; losing the note about it is not a reason to fail the request.
+      this.#logger?.warn({ err, file: this.#file }, 'could not write the state file')
+    }
   }
 }

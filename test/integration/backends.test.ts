@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { buildApp } from '../../src/app.ts'
@@ -329,5 +332,23 @@ describe('DELETE /backends/:name refusals', () => {
     expect(res.statusCode).toBe(400)
     expect(res.json().errors).toEqual(expect.arrayContaining([expect.objectContaining({ field: 'querystring.timeout' })]))
     expect(await backendNames()).toContain(name)
+  })
+})
+
+describe('a restarted hapctl', () => {
+  it('still knows the backends it created when it keeps a state file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hapctl-state-'))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    const env = { HAPROXY_RUNTIME_API: h.runtimeApi, HAPCTL_STATE_FILE: join(dir, 'state.json') }
+    const before = await buildApp({ config: loadConfig(env), logger: false })
+    expect((await before.inject({ method: 'POST', url: '/backends', payload: { name: 'kept', from: 'nomode', mode: 'http' } })).statusCode).toBe(201)
+    await before.close()
+
+    const after = await buildApp({ config: loadConfig(env), logger: false })
+    onTestFinished(() => after.close())
+    expect((await after.inject({ url: '/backends/kept' })).json()).toMatchObject({ dynamic: true, from: 'nomode' })
+    // Known as its own, it is deleted without force=true.
+    expect((await after.inject({ method: 'DELETE', url: '/backends/kept' })).statusCode).toBe(204)
+    expect(await backendNames()).not.toContain('kept')
   })
 })
