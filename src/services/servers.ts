@@ -310,30 +310,59 @@ export class ServerService {
       if (patch.agentChecks !== undefined && !current.agentCheck.configured) {
         throw new ApiError(409, 'HAPX_AGENT_NOT_CONFIGURED', `server '${backend}/${server}' has no agent check configured; it cannot be ${patch.agentChecks ? 'enabled' : 'disabled'}`)
       }
-      const commands: Array<cmd.Command<void>> = []
+      // Each step with the command that puts back what it changes, read from the server before.
+      const steps: Array<{ apply: cmd.Command<void>, undo: cmd.Command<void> | undefined }> = []
       try {
         if (patch.address !== undefined || patch.port !== undefined) {
           const address = patch.address ?? current.address
           if (address === null) {
             throw new ApiError(409, 'HAPX_SERVER_HAS_NO_IP', `server '${backend}/${server}' has no IP address (an FQDN or socket server): give "address" too, or delete and re-add it`)
           }
-          commands.push(cmd.setServerAddr(backend, server, address, patch.port))
+          steps.push({
+            apply: cmd.setServerAddr(backend, server, address, patch.port),
+            undo: current.address === null ? undefined : cmd.setServerAddr(backend, server, current.address, current.port)
+          })
         }
-        if (patch.weight !== undefined) commands.push(cmd.setServerWeight(backend, server, patch.weight))
-        if (patch.healthChecks !== undefined) commands.push(patch.healthChecks ? cmd.enableHealth(backend, server) : cmd.disableHealth(backend, server))
-        if (patch.agentChecks !== undefined) commands.push(patch.agentChecks ? cmd.enableAgent(backend, server) : cmd.disableAgent(backend, server))
-        if (patch.state !== undefined) commands.push(cmd.setServerState(backend, server, patch.state))
+        if (patch.weight !== undefined) {
+          steps.push({ apply: cmd.setServerWeight(backend, server, patch.weight), undo: cmd.setServerWeight(backend, server, current.weight.current) })
+        }
+        if (patch.healthChecks !== undefined) {
+          const toggle = (on: boolean): cmd.Command<void> => on ? cmd.enableHealth(backend, server) : cmd.disableHealth(backend, server)
+          steps.push({ apply: toggle(patch.healthChecks), undo: toggle(current.healthCheck.enabled) })
+        }
+        if (patch.agentChecks !== undefined) {
+          const toggle = (on: boolean): cmd.Command<void> => on ? cmd.enableAgent(backend, server) : cmd.disableAgent(backend, server)
+          steps.push({ apply: toggle(patch.agentChecks), undo: toggle(current.agentCheck.enabled) })
+        }
+        if (patch.state !== undefined) {
+          steps.push({ apply: cmd.setServerState(backend, server, patch.state), undo: cmd.setServerState(backend, server, current.adminState) })
+        }
       } catch (err) {
         throw asApiError(err)
       }
       try {
-        await this.#runtime.execute(commands)
+        await this.#runtime.execute(steps.map(s => s.apply))
       } catch (err) {
         const r = rejectionOf(err)
         if (r?.kind === 'not_found') throw serverNotFound(backend, server)
-        const done = r?.index ?? 0
-        throw withContext(err, '', done === 0 ? '; nothing was changed' : `; ${commands.slice(0, done).map(c => c.verb).join(', ')} had been applied`,
-          { backend, server, applied: commands.slice(0, done).map(c => c.verb), notApplied: commands.slice(done).map(c => c.verb) })
+        // A refusal says how many steps ran; without a verdict (timeout, cut connection) any may have,
+        // and undoing one that did not run only sets the value it already has.
+        const ran = r === undefined ? steps : steps.slice(0, r.index ?? 0)
+        if (ran.length === 0) throw withContext(err, '', '; nothing was changed', { backend, server, changed: false })
+        const undo = ran.map(s => s.undo).reverse()
+        let undone = !undo.includes(undefined)
+        if (undone) {
+          try {
+            await this.#runtime.execute(undo as Array<cmd.Command<void>>)
+          } catch {
+            undone = false
+          }
+        }
+        const verbs = ran.map(s => s.apply.verb)
+        throw withContext(err, '', undone
+          ? `; ${r === undefined ? 'whatever had been applied' : verbs.join(', ')} was put back as it was`
+          : `; putting back ${verbs.join(', ')} failed, the server may be left changed`,
+        { backend, server, restored: undone, ...(undone ? {} : { mayHaveApplied: verbs }) })
       }
       return this.get(backend, server)
     })

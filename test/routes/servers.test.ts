@@ -209,11 +209,29 @@ describe('PATCH servers', () => {
     expect((await app.inject({ method: 'PATCH', url: '/backends/web/servers/x', payload: { weight: 1 } })).json()).toMatchObject({ status: 404, code: 'HAPX_SERVER_NOT_FOUND' })
   })
 
-  it('says which commands were applied when one fails', async () => {
+  it('puts back what it changed when a later step fails', async () => {
     const rt = haproxy({ 'set server web/w1 state maint': 'boom' })
     const app = await buildTestApp(rt)
     const res = await app.inject({ method: 'PATCH', url: '/backends/web/servers/w1', payload: { weight: 2, state: 'maint' } })
-    expect(res.json()).toMatchObject({ status: 422, haproxyMessage: 'boom', state: { applied: ['set server weight'], notApplied: ['set server state'] } })
+    expect(res.json()).toMatchObject({ status: 422, haproxyMessage: 'boom', state: { restored: true } })
+    expect(res.json().detail).toMatch(/set server weight was put back/)
+    expect(changes(rt.sent)).toEqual(['set server web/w1 weight 2', 'set server web/w1 state maint', 'set server web/w1 weight 1'])
+    expect(rt.backends.get('web')![0]).toMatchObject({ weight: 1, admin: 0 })
+  })
+
+  it('puts back everything when the answer is lost, since any step may have run', async () => {
+    const rt = haproxy()
+    const execute = rt.execute.bind(rt)
+    let calls = 0
+    rt.execute = (async (commands: Parameters<typeof execute>[0]) => {
+      const results = await execute(commands)
+      if (commands.some(c => c.text === 'set server web/w1 weight 5') && calls++ === 0) throw new RuntimeTimeoutError(5000, 'set server state')
+      return results
+    }) as typeof rt.execute
+    const app = await buildTestApp(rt)
+    const res = await app.inject({ method: 'PATCH', url: '/backends/web/servers/w1', payload: { weight: 5, state: 'drain' } })
+    expect(res.json()).toMatchObject({ status: 504, state: { restored: true } })
+    expect(rt.backends.get('web')![0]).toMatchObject({ weight: 1, admin: 0 })
   })
 })
 
