@@ -6,6 +6,7 @@ import { z } from 'zod'
 import type { Runtime } from '../runtime/client.ts'
 import { showInfo } from '../runtime/commands/index.ts'
 import { ProblemSchema } from '../schemas/common.ts'
+import { ApiError } from '../errors.ts'
 
 const HealthSchema = z.object({ status: z.literal('ok') }).meta({ id: 'Health' })
 const ReadySchema = z.object({
@@ -39,12 +40,16 @@ export const healthRoutes: FastifyPluginAsyncZod<{ runtime: Runtime }> = async f
     schema: {
       tags: ['health'],
       summary: 'HAProxy answers on its Runtime API',
-      description: 'Sends `show info` to HAProxy. 503 when HAProxy cannot be reached, 504 when it does not answer in time.',
+      description: 'Sends `show info` to HAProxy. 503 when HAProxy cannot be reached or the process answering is stopping after a reload, 504 when it does not answer in time.',
       operationId: 'getReady',
       response: { 200: ReadySchema, 401: ProblemSchema, 502: ProblemSchema, 503: ProblemSchema, 504: ProblemSchema }
     }
   }, async function () {
     const [info] = await opts.runtime.execute([showInfo()])
+    if (info.stopping) {
+      // An old worker after a reload: it accepts changes and then loses them (runtime-notes 6.3).
+      throw new ApiError(503, 'HAPX_HAPROXY_STOPPING', `the HAProxy process answering (pid ${info.pid}) is stopping after a reload; changes sent to it would be lost`)
+    }
     const { nodeName: _node, ...haproxy } = info
     return { status: 'ready' as const, haproxy }
   })

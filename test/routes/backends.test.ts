@@ -201,3 +201,17 @@ describe('authentication', () => {
     expect((await app.inject({ url: '/backends', headers: { authorization: `Bearer ${token}` } })).statusCode).toBe(200)
   })
 })
+
+describe('GET /ready', () => {
+  it('is ready with the process identity, and not ready when the answering process is stopping', async () => {
+    const ready = await buildTestApp(haproxy())
+    const res = await ready.inject({ url: '/ready' })
+    expect(res.statusCode).toBe(200)
+    expect(res.json()).toMatchObject({ status: 'ready', haproxy: { version: '3.4.7-1', pid: 4242, stopping: false } })
+
+    const stopping = await buildTestApp(haproxy({ 'show info': INFO_REPLY.replace('Stopping: 0', 'Stopping: 1') }))
+    const res2 = await stopping.inject({ url: '/ready' })
+    expect(res2.statusCode).toBe(503)
+    expect(res2.json().code).toBe('HAPX_HAPROXY_STOPPING')
+  })
+})
