@@ -19,7 +19,7 @@ const haproxy = execFileSync('bash', ['scripts/install-haproxy.sh'], { cwd: root
 const upstreams = [['web1', 8081], ['app1', 8082]].map(([name, port]) => http.createServer((req, res) => {
   res.setHeader('content-type', 'text/plain')
   res.end(`srv=${name} path=${req.url}\n`)
-}).listen(port, '127.0.0.1'))
+}).on('error', err => { log(`upstream ${name} on port ${port}: ${err.message}`); shutdown(1) }).listen(port, '127.0.0.1'))
 
 const children = []
 function start (cmd, args, extraEnv = {}) {

@@ -11,7 +11,7 @@ import type { Config } from './config.ts'
 import { RuntimeClient } from './runtime/client.ts'
 import type { Runtime } from './runtime/client.ts'
 import { registerErrorHandler, sendProblem } from './plugins/error-handler.ts'
-import { ApiError } from './errors.ts'
+import { ApiError, titleFor } from './errors.ts'
 import { registerAuth } from './plugins/auth.ts'
 import { registerSwagger } from './plugins/swagger.ts'
 import { healthRoutes } from './routes/health.ts'
@@ -47,6 +47,15 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
       // Names may be 128 characters and map keys 1024 bytes (3 × that URL-encoded); Fastify's default
       // of 100 would let a client create what it could then never address.
       maxParamLength: 4096
+    },
+    // Requests Node's HTTP parser rejects (bad method, bad header, oversized headers) never reach
+    // Fastify; they get a minimal problem document written straight to the socket.
+    clientErrorHandler: function (err: NodeJS.ErrnoException, socket) {
+      if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return }
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
+      const body = JSON.stringify({ type: 'about:blank', title: titleFor(status), status, detail: 'the HTTP request could not be parsed', code: 'HAPX_BAD_HTTP_REQUEST' })
+      socket.end(`HTTP/1.1 ${status} ${titleFor(status)}\r\nContent-Type: application/problem+json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
     },
     // Errors raised before routing (a malformed URL, a too-long parameter) are problems too.
     frameworkErrors: function (err, request, reply) {

@@ -9,7 +9,7 @@ import type { Endpoint } from './runtime/client.ts'
 export function parseEndpoint (value: string): Endpoint {
   if (value.startsWith('unix://')) {
     const path = value.slice('unix://'.length)
-    if (!path.startsWith('/')) throw new Error(`'${value}': a unix socket needs an absolute path (unix:///run/haproxy/admin.sock)`)
+    if (!path.startsWith('/') || path === '/' || path.endsWith('/')) throw new Error(`'${value}': a unix socket needs an absolute path (unix:///run/haproxy/admin.sock)`)
     return { kind: 'unix', path }
   }
   if (value.startsWith('tcp://')) {
@@ -20,7 +20,8 @@ export function parseEndpoint (value: string): Endpoint {
       throw new Error(`'${value}' is not a valid tcp://host:port address`)
     }
     const port = Number(url.port)
-    if (url.hostname === '' || !Number.isInteger(port) || port < 1 || port > 65535 || url.pathname.replace(/^\/$/, '') !== '') {
+    if (url.hostname === '' || !Number.isInteger(port) || port < 1 || port > 65535 || url.pathname.replace(/^\/$/, '') !== '' ||
+      url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
       throw new Error(`'${value}' must be tcp://host:port with a port from 1 to 65535`)
     }
     return { kind: 'tcp', host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port }
@@ -40,7 +41,8 @@ const EndpointSchema = z.string().transform((value, ctx) => {
 export const ConfigSchema = z.object({
   HAPROXY_RUNTIME_API: EndpointSchema.prefault('tcp://127.0.0.1:9999'),
   HOST: z.string().min(1).default('127.0.0.1'),
-  PORT: z.coerce.number().int().min(0).max(65535).default(5555),
+  PORT: z.string().regex(/^[0-9]{1,5}$/, 'must be a port number (0 to 65535)').transform(Number)
+    .refine(p => p <= 65535, 'must be a port number (0 to 65535)').prefault('5555'),
   API_TOKEN: z.string().min(16, 'API_TOKEN must be at least 16 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   HAPROXY_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),

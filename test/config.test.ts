@@ -125,3 +125,18 @@ describe('parseEndpoint', () => {
     expect(() => parseEndpoint(value)).toThrow(Error)
   })
 })
+
+describe('values that used to slip through', () => {
+  it.each([
+    ['PORT', ' '], ['PORT', '0x10'], ['PORT', '1e3'], ['PORT', '65536'],
+    ['HAPROXY_RUNTIME_API', 'tcp://u:p@127.0.0.1:9999'], ['HAPROXY_RUNTIME_API', 'tcp://127.0.0.1:9999?x=1'],
+    ['HAPROXY_RUNTIME_API', 'tcp://127.0.0.1:9999#frag'], ['HAPROXY_RUNTIME_API', 'unix:///'], ['HAPROXY_RUNTIME_API', 'unix:///run/']
+  ])('%s=%j is refused', (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(ConfigError)
+  })
+
+  it('still takes an ordinary port', () => {
+    expect(loadConfig({ PORT: '8080' }).port).toBe(8080)
+    expect(loadConfig({}).port).toBe(5555)
+  })
+})

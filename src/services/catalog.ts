@@ -8,8 +8,7 @@
  * would take its own backends for static ones. The desired-state store that replays changes after
  * an HAProxy restart will hook in here.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import type { ProcessInfo } from '../runtime/parsers.ts'
 
 export type DynamicBackend = {
@@ -33,7 +32,12 @@ export class BackendCatalog {
   constructor (opts: { logger?: CatalogLogger, file?: string | undefined } = {}) {
     this.#logger = opts.logger
     this.#file = opts.file
-    if (this.#file !== undefined) this.#load(this.#file)
+    if (this.#file !== undefined) {
+      this.#load(this.#file)
+      // Find out now, not after the first backend was created, that the file cannot be written.
+      const problem = this.#write()
+      if (problem !== undefined) throw new Error(`cannot write HAPCTL_STATE_FILE ${this.#file}: ${problem}`)
+    }
   }
 
   /** Records which HAProxy process answered; forgets runtime objects when it is a new one. */
@@ -82,7 +86,8 @@ export class BackendCatalog {
     let snapshot: Snapshot
     try {
       snapshot = JSON.parse(text) as Snapshot
-      if (snapshot.version !== 1 || typeof snapshot.backends !== 'object' || snapshot.backends === null) throw new Error('unknown format')
+      const problem = snapshotProblem(snapshot)
+      if (problem !== undefined) throw new Error(problem)
     } catch (err) {
       throw new Error(`HAPCTL_STATE_FILE ${file} is not a hapctl state file (${(err as Error).message}); move it away to start afresh`)
     }
@@ -92,16 +97,39 @@ export class BackendCatalog {
 
   /** Written whole to a temporary file, then renamed over the old one, so a crash never leaves half a file. */
   #save (): void {
-    if (this.#file === undefined) return
+    const problem = this.#write()
+    // The change in HAProxy has happened; losing the note about it is not a reason to fail the request.
+    if (problem !== undefined) this.#logger?.warn({ file: this.#file, problem }, 'could not write the state file')
+  }
+
+  /** Writes the snapshot; the problem when it could not. Its folder must exist (no mkdir: see #load). */
+  #write (): string | undefined {
+    if (this.#file === undefined) return undefined
     const snapshot: Snapshot = { version: 1, process: this.#process, backends: Object.fromEntries(this.#backends) }
     try {
-      mkdirSync(dirname(this.#file), { recursive: true })
       const tmp = `${this.#file}.${process.pid}.tmp`
       writeFileSync(tmp, JSON.stringify(snapshot, null, 2) + '\n')
       renameSync(tmp, this.#file)
+      return undefined
     } catch (err) {
-      // The change in HAProxy has happened; losing the note about it is not a reason to fail the request.
-      this.#logger?.warn({ err, file: this.#file }, 'could not write the state file')
+      return (err as Error).message
     }
   }
+}
+
+/** Why a parsed state file is not one this code wrote, or undefined. */
+function snapshotProblem (s: unknown): string | undefined {
+  if (typeof s !== 'object' || s === null || Array.isArray(s)) return 'not an object'
+  const { version, process: proc, backends } = s as Record<string, unknown>
+  if (version !== 1) return 'unknown version'
+  if (proc !== undefined && proc !== null && typeof proc !== 'string') return 'bad process'
+  if (typeof backends !== 'object' || backends === null || Array.isArray(backends)) return 'bad backends'
+  for (const [name, e] of Object.entries(backends)) {
+    const entry = e as Record<string, unknown> | null
+    if (typeof entry !== 'object' || entry === null || typeof entry.from !== 'string' || typeof entry.createdAt !== 'string' ||
+      typeof entry.dynamicServers !== 'boolean' || !['string', 'undefined'].includes(typeof entry.dynamicServersNote)) {
+      return `bad entry for backend '${name}'`
+    }
+  }
+  return undefined
 }

@@ -320,7 +320,8 @@ export class ServerService {
           }
           steps.push({
             apply: cmd.setServerAddr(backend, server, address, patch.port),
-            undo: current.address === null ? undefined : cmd.setServerAddr(backend, server, current.address, current.port)
+            // Port 0 ("the client's port") cannot be set back through `port`, and needs not be when unchanged.
+            undo: current.address === null ? undefined : cmd.setServerAddr(backend, server, current.address, current.port === 0 ? undefined : current.port)
           })
         }
         if (patch.weight !== undefined) {

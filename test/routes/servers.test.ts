@@ -219,6 +219,15 @@ describe('PATCH servers', () => {
     expect(rt.backends.get('web')![0]).toMatchObject({ weight: 1, admin: 0 })
   })
 
+  it('changes the address of a server that has no port (port 0 cannot be sent back, nor needs to be)', async () => {
+    const rt = haproxy()
+    rt.backends.get('web')!.push({ name: 'np', addr: '127.0.0.1', port: 0, admin: 0, check: 0, agent: 0, weight: 1 })
+    const app = await buildTestApp(rt)
+    const res = await app.inject({ method: 'PATCH', url: '/backends/web/servers/np', payload: { address: '127.0.0.3' } })
+    expect(res.statusCode, res.body).toBe(200)
+    expect(changes(rt.sent)).toEqual(['set server web/np addr 127.0.0.3'])
+  })
+
   it('puts back everything when the answer is lost, since any step may have run', async () => {
     const rt = haproxy()
     const execute = rt.execute.bind(rt)

@@ -11,7 +11,7 @@ const entry = { from: 'mydefaults', createdAt: '2026-11-24T00:00:00.000Z', dynam
 
 let dir: string | undefined
 afterEach(() => { if (dir !== undefined) rmSync(dir, { recursive: true, force: true }) })
-const stateFile = (): string => { dir = mkdtempSync(join(tmpdir(), 'hapctl-catalog-')); return join(dir, 'sub', 'state.json') }
+const stateFile = (): string => { dir = mkdtempSync(join(tmpdir(), 'hapctl-catalog-')); return join(dir, 'state.json') }
 
 describe('BackendCatalog', () => {
   it('forgets runtime backends when another HAProxy process answers', () => {
@@ -48,5 +48,15 @@ describe('BackendCatalog', () => {
     new BackendCatalog({ file }).observe(proc(1))
     writeFileSync(file, '{"hello": 1}')
     expect(() => new BackendCatalog({ file })).toThrow(/not a hapctl state file/)
+    // Valid JSON with entries of the wrong shape would break every listing later.
+    writeFileSync(file, JSON.stringify({ version: 1, process: '1@1000', backends: { webservers: { from: 42 } } }))
+    expect(() => new BackendCatalog({ file })).toThrow(/bad entry for backend 'webservers'/)
+    writeFileSync(file, JSON.stringify({ version: 1, backends: [1, 2] }))
+    expect(() => new BackendCatalog({ file })).toThrow(/bad backends/)
+  })
+
+  it('refuses at start a state file it cannot write, rather than at the first backend', () => {
+    const file = join(stateFile(), 'no-such-folder', 'state.json')
+    expect(() => new BackendCatalog({ file })).toThrow(/cannot write HAPCTL_STATE_FILE/)
   })
 })
