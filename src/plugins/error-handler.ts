@@ -6,7 +6,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from '@fastify/type-provider-zod'
-import { ApiError, PROBLEM_TYPE_BASE, fromRuntimeError, titleFor } from '../errors.ts'
+import { ApiError, PROBLEM_TYPE_BASE, fromRuntimeError } from '../errors.ts'
 import { RuntimeError } from '../runtime/errors.ts'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
@@ -57,5 +57,3 @@ export function registerErrorHandler (app: FastifyInstance): void {
     return sendProblem(reply, request, new ApiError(404, 'HAPX_ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`))
   })
 }
-
-export { titleFor }

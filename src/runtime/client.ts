@@ -31,7 +31,6 @@ export function describeEndpoint (e: Endpoint): string {
 /** The subset of pino's logger the client uses. */
 export type RuntimeLogger = {
   debug: (obj: object, msg: string) => void
-  warn: (obj: object, msg: string) => void
 }
 
 export type RuntimeClientOptions = {

@@ -94,7 +94,3 @@ export class RuntimeArgumentError extends RuntimeError {
     this.field = field
   }
 }
-
-export function isRuntimeError (err: unknown): err is RuntimeError {
-  return err instanceof RuntimeError
-}

@@ -153,7 +153,7 @@ export class BackendService {
     const deadline = Date.now() + withinMs
     for (;;) {
       try {
-        const [rows] = await this.#runtime.execute([cmd.showStat(name)])
+        const [rows] = await this.#runtime.execute([cmd.showStat(name, BACKEND_STAT)])
         if (rows.some(r => r.type === StatType.SERVER && (r.status ?? '').startsWith('UP'))) return true
       } catch (err) {
         throw asApiError(err)
@@ -294,7 +294,7 @@ export class BackendService {
   async #preflight (name: string): Promise<[ProcessInfo, Row[], Row[]]> {
     let info, stat, servers
     try {
-      [info, stat, servers] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(name), cmd.showServersState(name)])
+      [info, stat, servers] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(name, BACKEND_STAT), cmd.showServersState(name)])
     } catch (err) {
       const r = rejectionOf(err)
       if (r?.kind === 'not_found') throw notFound(name)

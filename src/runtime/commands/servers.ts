@@ -21,22 +21,24 @@ export function setServerState (backend: string, server: string, state: ServerAd
   return { text: line('set server', serverRef(backend, server), 'state', state), verb, parse: expectEmpty(verb) }
 }
 
+/** `<verb> <b>/<s>` with no other argument and an empty reply on success: the shape of most server switches. */
+function onServer (verb: string, backend: string, server: string): Command<void> {
+  return { text: line(verb, serverRef(backend, server)), verb, parse: expectEmpty(verb) }
+}
+
 /** `shutdown sessions server <b>/<s>` (management §9.3): closes every stream on the server. */
 export function shutdownSessions (backend: string, server: string): Command<void> {
-  const verb = 'shutdown sessions server'
-  return { text: line(verb, serverRef(backend, server)), verb, parse: expectEmpty(verb) }
+  return onServer('shutdown sessions server', backend, server)
 }
 
 /** `disable agent <b>/<s>` (management §9.3): an agent would otherwise undo a CLI `state maint` (runtime-notes 4.6). */
 export function disableAgent (backend: string, server: string): Command<void> {
-  const verb = 'disable agent'
-  return { text: line(verb, serverRef(backend, server)), verb, parse: expectEmpty(verb) }
+  return onServer('disable agent', backend, server)
 }
 
 /** `enable agent <b>/<s>` (management §9.3): `Agent was not configured…` when it has none. */
 export function enableAgent (backend: string, server: string): Command<void> {
-  const verb = 'enable agent'
-  return { text: line(verb, serverRef(backend, server)), verb, parse: expectEmpty(verb) }
+  return onServer('enable agent', backend, server)
 }
 
 /** `wait <delay> srv-removable <b>/<s>` (management §9.3). */
@@ -197,12 +199,10 @@ export function setServerAddr (backend: string, server: string, address: string,
 
 /** `enable health <b>/<s>` (management §9.3): `Health check was not configured…` without `check`. */
 export function enableHealth (backend: string, server: string): Command<void> {
-  const verb = 'enable health'
-  return { text: line(verb, serverRef(backend, server)), verb, parse: expectEmpty(verb) }
+  return onServer('enable health', backend, server)
 }
 
 /** `disable health <b>/<s>` (management §9.3). Answers an empty line even without checks (pitfall 5): callers check first. */
 export function disableHealth (backend: string, server: string): Command<void> {
-  const verb = 'disable health'
-  return { text: line(verb, serverRef(backend, server)), verb, parse: expectEmpty(verb) }
+  return onServer('disable health', backend, server)
 }
