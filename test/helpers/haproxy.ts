@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { rmSync } from 'node:fs'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { get as httpRequestGet } from 'node:http'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -18,6 +18,10 @@ import type { Upstream } from './upstream.ts'
  *   let h: HaproxyInstance | undefined
  *   beforeAll(async () => { h = await startHaproxy() })
  *   afterAll(() => h?.stop())
+ *
+ * `startHaproxy({ masterWorker: true })` runs the master-worker model production uses (`-W -S
+ * <dir>/master.sock`), so desired-state tests can reload() (new worker, runtime changes gone, runtime-notes
+ * 6.3), kill() + start() (HAProxy down for a while) and watch identity() change.
  */
 
 export interface HaproxyPorts {
@@ -40,6 +44,31 @@ export interface StartHaproxyOptions {
   config?: (ctx: HaproxyConfigContext) => string
   /** Upstreams to start before HAProxy, by name; default `['web1', 's1', 'r1']`. */
   upstreams?: string[]
+  /**
+   * Master-worker mode: `-W -S <dir>/master.sock -db`. The worker's sockets are the same as in the default
+   * mode; the master CLI adds reload(). Default false (a single foreground process).
+   */
+  masterWorker?: boolean
+}
+
+/** What `show info` says about the process answering the Runtime API (runtime-notes 6.1). */
+export interface HaproxyIdentity {
+  /** `Pid`: the worker in master-worker mode. */
+  pid: number
+  /** `Start_time_sec`: epoch seconds of that process's start (same second for two quick reloads). */
+  startTimeSec: number
+  /** `Stopping: 1`: an old worker finishing its connections after a reload. */
+  stopping: boolean
+}
+
+export interface ReloadOptions {
+  /**
+   * New configuration, written to haproxy.cfg before the reload (a function gets the instance's ports,
+   * upstreams and dir). When HAProxy rejects it, the previous file is put back.
+   */
+  config?: string | ((ctx: HaproxyConfigContext) => string)
+  /** How long to wait for the new worker to answer; default 10 s. */
+  timeoutMs?: number
 }
 
 export interface HaproxyInstance {
@@ -53,17 +82,48 @@ export interface HaproxyInstance {
   readonly refFrontendUrl: string
   readonly ports: HaproxyPorts
   readonly upstreams: Record<string, Upstream>
-  /** PID of the current HAProxy process (changes on restart()). */
+  /**
+   * PID of the process serving the Runtime API (`show info` Pid: the current WORKER in master-worker mode),
+   * as of the last start, restart or reload. Keeps the last value while HAProxy is killed.
+   */
   readonly pid: number
+  /** PID of the master process in master-worker mode (changes on start/restart, not on reload); else undefined. */
+  readonly masterPid: number | undefined
+  readonly masterWorker: boolean
+  /** Path of the master CLI unix socket (`<dir>/master.sock`) in master-worker mode; else undefined. */
+  readonly masterSocket: string | undefined
   readonly dir: string
-  /** The configuration text HAProxy was started with. */
+  /** The configuration text HAProxy runs with (changes on a successful `reload({ config })`). */
   readonly config: string
   /** HAProxy's recent stdout + stderr (last 64 KiB), for assertion messages. */
   logs(): string
-  /** SIGTERM (SIGKILL after 3 s), wait for the exit, stop the upstreams, remove the temp dir. Idempotent. */
+  /**
+   * SIGTERM (SIGKILL after 3 s), wait for the exit (of the master AND its workers), stop the upstreams,
+   * remove the temp dir. Idempotent.
+   */
   stop(): Promise<void>
   /** Stops the HAProxy process only (upstreams keep running) and starts it again: same config and ports, new pid. */
   restart(): Promise<void>
+  /**
+   * SIGKILL HAProxy (the master and every worker at once in master-worker mode) and wait until it is gone;
+   * upstreams, temp dir and ports stay, so start() can bring it back. No-op when it is not running.
+   */
+  kill(): Promise<void>
+  /** Starts HAProxy again after kill(), with the current config on the same ports. Rejects when it is running. */
+  start(): Promise<void>
+  /**
+   * Master-worker only: `reload` on the master CLI, then waits until a new connection to the Runtime API is
+   * answered by a new worker (`show info`: another Pid, `Stopping: 0`). Rejects with HAProxy's reply and logs
+   * when the reload fails or the new worker does not show up in time.
+   */
+  reload(opts?: ReloadOptions): Promise<void>
+  /** `show info` on a new Runtime API connection: who answers right now. */
+  identity(): Promise<HaproxyIdentity>
+  /**
+   * Master-worker only: one command on a new master CLI connection (half-closed after the line, which is
+   * what makes the master answer and close), resolving with the whole reply.
+   */
+  masterCli(line: string, opts?: { timeoutMs?: number }): Promise<string>
   /**
    * Sends `line + '\n'` on a new non-interactive TCP Runtime API connection and resolves with everything
    * received until HAProxy closes it (the test's own view of HAProxy, independent of the code under test).
@@ -81,6 +141,7 @@ const DEFAULT_UPSTREAMS = ['web1', 's1', 'r1']
 const READY_TIMEOUT_MS = 10_000
 const STOP_GRACE_MS = 3_000
 const CLI_TIMEOUT_MS = 5_000
+const RELOAD_TIMEOUT_MS = 10_000
 const LOG_LIMIT = 64 * 1024
 
 // Everything started here, so stopAll() and the exit hook can clean up after a failed run. Kept on
@@ -100,9 +161,7 @@ const upstreamsStarted = registry.upstreams
 function createRegistry (): Registry {
   const r: Registry = { instances: new Set(), processes: new Set(), upstreams: new Set(), dirs: new Set() }
   const reap = () => {
-    for (const child of r.processes) {
-      try { child.kill('SIGKILL') } catch { /* already gone */ }
-    }
+    for (const child of r.processes) signalHaproxy(child, 'SIGKILL')
     r.processes.clear()
     for (const dir of r.dirs) {
       try { rmSync(dir, { recursive: true, force: true }) } catch { /* best effort */ }
@@ -274,18 +333,81 @@ function runtimeCommand (port: number, line: string, timeoutMs: number): Promise
   })
 }
 
+/**
+ * One exchange on a new master CLI connection. Unlike the worker's CLI, the 3.4 master only answers and
+ * closes once the client has half-closed its side: a plain write + wait hangs until the CLI timeout.
+ */
+function masterCommand (path: string, line: string, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    const socket = connect({ path })
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error(`master CLI ${JSON.stringify(line)}: no complete reply within ${timeoutMs} ms; got ${JSON.stringify(Buffer.concat(chunks).toString('utf8'))}`))
+    }, timeoutMs)
+    socket.once('connect', () => socket.end(line + '\n'))
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.once('close', () => {
+      clearTimeout(timer)
+      resolve(Buffer.concat(chunks).toString('utf8'))
+    })
+    socket.once('error', (err) => {
+      clearTimeout(timer)
+      reject(err)
+    })
+  })
+}
+
+/** Parses `show info` (runtime-notes 6.1); throws with the reply when a field is missing. */
+function parseIdentity (reply: string): HaproxyIdentity {
+  const fields = new Map<string, string>()
+  for (const line of reply.split('\n')) {
+    const sep = line.indexOf(': ')
+    if (sep > 0) fields.set(line.slice(0, sep), line.slice(sep + 2).trim())
+  }
+  const num = (name: string) => {
+    const value = Number(fields.get(name))
+    if (!fields.has(name) || !Number.isInteger(value)) throw new Error(`show info: no numeric ${name} in ${JSON.stringify(reply.slice(0, 500))}`)
+    return value
+  }
+  return { pid: num('Pid'), startTimeSec: num('Start_time_sec'), stopping: num('Stopping') !== 0 }
+}
+
 interface Running {
   child: ChildProcess
+  /** Resolves once the process (and, through the shared output pipes, every worker it forked) is gone. */
   exited: Promise<void>
+  isGone(): boolean
 }
 
 function exitDescription (child: ChildProcess): string {
   return child.signalCode ? `signal ${child.signalCode}` : `exit code ${child.exitCode}`
 }
 
+// Master-worker children are spawned as their own process group so that a signal reaches the master and
+// every worker at once (a SIGKILLed master leaves its workers to notice on their own, ~100 ms later).
+const groupLeaders = new WeakSet<ChildProcess>()
+
+function signalHaproxy (child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (groupLeaders.has(child) && child.pid) process.kill(-child.pid, signal)
+    else child.kill(signal)
+  } catch { /* already gone */ }
+}
+
+interface LaunchSpec {
+  bin: string
+  args: string[]
+  /** Own process group (master-worker), see signalHaproxy(). */
+  group: boolean
+  runtimePort: number
+  log: ReturnType<typeof ringBuffer>
+}
+
 /** Spawns HAProxy in the foreground and resolves once its TCP Runtime API answers `show version` with 3.x. */
-async function launch (bin: string, cfgPath: string, runtimePort: number, log: ReturnType<typeof ringBuffer>): Promise<Running> {
-  const child = spawn(bin, ['-f', cfgPath, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] })
+async function launch ({ bin, args, group, runtimePort, log }: LaunchSpec): Promise<Running> {
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: group })
+  if (group) groupLeaders.add(child)
   processes.add(child)
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => log.push(chunk))
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => log.push(chunk))
@@ -300,20 +422,22 @@ async function launch (bin: string, cfgPath: string, runtimePort: number, log: R
       state.spawnError = err
       gone()
     })
-    // 'close' (not 'exit') so that the last stderr lines are in the log when we report an early exit.
+    // 'close' (not 'exit') so that the last stderr lines are in the log when we report an early exit, and
+    // so that in master-worker mode we also wait for the workers, which inherit stdout/stderr under -db.
     child.once('close', gone)
   })
+  const running: Running = { child, exited, isGone: () => state.gone }
 
   const deadline = Date.now() + READY_TIMEOUT_MS
   let lastProbe = ''
   while (!state.gone) {
     if (Date.now() > deadline) {
-      await stopProcess({ child, exited })
+      await stopProcess(running)
       throw new Error(`HAProxy did not answer "show version" on 127.0.0.1:${runtimePort} within ${READY_TIMEOUT_MS} ms (last probe: ${lastProbe}).\n--- HAProxy output ---\n${log.text()}`)
     }
     try {
       const reply = await runtimeCommand(runtimePort, 'show version', 1_000)
-      if (reply.startsWith('3.')) return { child, exited }
+      if (reply.startsWith('3.')) return running
       lastProbe = JSON.stringify(reply)
     } catch (err) {
       lastProbe = (err as Error).message
@@ -324,15 +448,42 @@ async function launch (bin: string, cfgPath: string, runtimePort: number, log: R
   throw new Error(`HAProxy exited during startup (${exitDescription(child)}).\n--- HAProxy output ---\n${log.text()}`)
 }
 
-async function stopProcess ({ child, exited }: Running): Promise<void> {
-  if (child.exitCode === null && child.signalCode === null) {
-    child.kill('SIGTERM')
-    const killTimer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS)
-    await exited
+async function stopProcess (running: Running): Promise<void> {
+  if (!running.isGone()) {
+    signalHaproxy(running.child, 'SIGTERM')
+    const killTimer = setTimeout(() => signalHaproxy(running.child, 'SIGKILL'), STOP_GRACE_MS)
+    await running.exited
     clearTimeout(killTimer)
-  } else {
-    await exited
   }
+}
+
+async function killProcess (running: Running): Promise<void> {
+  signalHaproxy(running.child, 'SIGKILL')
+  await running.exited
+}
+
+/**
+ * The binary to run in master-worker mode. On reload the master re-executes itself through its argv[0].
+ * scripts/install-haproxy.sh's wrapper runs the binary through a private dynamic loader, which sets
+ * argv[0] to the bare binary: re-executed without that loader it fails ("error while loading shared
+ * libraries") and takes the master and the worker down. So for such a wrapper we write a copy into the
+ * instance dir that passes `--argv0 "$0"`, making every re-exec go through the wrapper again.
+ */
+async function masterWorkerBinary (bin: string, dir: string): Promise<string> {
+  let text: string
+  try {
+    // A real binary (MBs) re-executes itself fine; only a small script can be such a wrapper.
+    if ((await stat(bin)).size > 64 * 1024) return bin
+    text = await readFile(bin, 'utf8')
+  } catch {
+    return bin
+  }
+  if (!text.startsWith('#!')) return bin
+  const loaderExec = /^(\s*exec\s+"[^"\n]*\/ld-linux[^"\n]*")(?![^\n]*--argv0)/m
+  if (!loaderExec.test(text)) return bin
+  const wrapper = join(dir, 'haproxy-mw.sh')
+  await writeFile(wrapper, text.replace(loaderExec, (exec) => `${exec} --argv0 "$0"`), { mode: 0o755 })
+  return wrapper
 }
 
 async function pickPorts (): Promise<HaproxyPorts> {
@@ -355,11 +506,13 @@ async function pickPorts (): Promise<HaproxyPorts> {
  */
 export async function startHaproxy (opts: StartHaproxyOptions = {}): Promise<HaproxyInstance> {
   const bin = haproxyBinary()
+  const masterWorker = opts.masterWorker ?? false
   const buildConfig = opts.config ?? defaultConfig
   const upstreams: Record<string, Upstream> = {}
   const dir = await mkdtemp(join(tmpdir(), 'hapctl-it-'))
   dirs.add(dir)
   const cfgPath = join(dir, 'haproxy.cfg')
+  const masterSocket = masterWorker ? join(dir, 'master.sock') : undefined
   const log = ringBuffer(LOG_LIMIT)
 
   const cleanupUpstreams = async () => {
@@ -372,19 +525,37 @@ export async function startHaproxy (opts: StartHaproxyOptions = {}): Promise<Hap
   let ports: HaproxyPorts
   let config: string
   let running: Running
+  let workerPid: number
+  let spec: LaunchSpec
+  // Started = answering `show version`, and we know which pid answers (the worker in master-worker mode).
+  const launchAndIdentify = async () => {
+    const started = await launch(spec)
+    try {
+      workerPid = parseIdentity(await runtimeCommand(spec.runtimePort, 'show info', CLI_TIMEOUT_MS)).pid
+    } catch (err) {
+      await stopProcess(started)
+      throw err
+    }
+    running = started
+  }
+
   try {
     for (const name of opts.upstreams ?? DEFAULT_UPSTREAMS) {
       const upstream = await startUpstream(name)
       upstreams[name] = upstream
       upstreamsStarted.add(upstream)
     }
+    const runBin = masterWorker ? await masterWorkerBinary(bin, dir) : bin
+    // -db keeps the master in the foreground too, so its output and its workers' stay on our pipes.
+    const args = masterSocket ? ['-W', '-S', masterSocket, '-f', cfgPath, '-db'] : ['-f', cfgPath, '-db']
     // A port picked by freePort() can be taken by someone else before HAProxy binds it; retry with new ones.
     for (let attempt = 1; ; attempt++) {
       ports = await pickPorts()
       config = buildConfig({ ...ports, upstreams, dir })
       await writeFile(cfgPath, config)
+      spec = { bin: runBin, args, group: masterWorker, runtimePort: ports.runtime, log }
       try {
-        running = await launch(bin, cfgPath, ports.runtime, log)
+        await launchAndIdentify()
         break
       } catch (err) {
         if (attempt >= 3 || !/cannot bind|address already in use/i.test((err as Error).message)) throw err
@@ -397,6 +568,13 @@ export async function startHaproxy (opts: StartHaproxyOptions = {}): Promise<Hap
     throw err
   }
 
+  const context = (): HaproxyConfigContext => ({ ...ports, upstreams, dir })
+  const withLogs = (message: string) => new Error(`${message}\n--- HAProxy output ---\n${log.text()}`)
+  const needMaster = (what: string): string => {
+    if (!masterSocket) throw new Error(`${what} needs a master-worker instance: startHaproxy({ masterWorker: true })`)
+    return masterSocket
+  }
+
   let stopped = false
   const instance: HaproxyInstance = {
     runtimeApi: `tcp://127.0.0.1:${ports.runtime}`,
@@ -405,9 +583,12 @@ export async function startHaproxy (opts: StartHaproxyOptions = {}): Promise<Hap
     refFrontendUrl: `http://127.0.0.1:${ports.refFrontend}`,
     ports,
     upstreams,
-    get pid () { return running.child.pid! },
+    get pid () { return workerPid },
+    get masterPid () { return masterWorker ? running.child.pid : undefined },
+    masterWorker,
+    masterSocket,
     dir,
-    config,
+    get config () { return config },
     logs: () => log.text(),
     async stop () {
       if (stopped) return
@@ -421,8 +602,54 @@ export async function startHaproxy (opts: StartHaproxyOptions = {}): Promise<Hap
     async restart () {
       if (stopped) throw new Error('restart() after stop()')
       await stopProcess(running)
-      running = await launch(bin, cfgPath, ports.runtime, log)
+      await launchAndIdentify()
     },
+    async kill () {
+      if (stopped) throw new Error('kill() after stop()')
+      if (!running.isGone()) await killProcess(running)
+    },
+    async start () {
+      if (stopped) throw new Error('start() after stop()')
+      if (!running.isGone()) throw new Error(`start(): HAProxy is still running (pid ${running.child.pid}); kill() or restart() it`)
+      await launchAndIdentify()
+    },
+    async reload (reloadOpts = {}) {
+      const socketPath = needMaster('reload()')
+      if (stopped) throw new Error('reload() after stop()')
+      if (running.isGone()) throw new Error('reload(): HAProxy is not running; start() it first')
+      const timeoutMs = reloadOpts.timeoutMs ?? RELOAD_TIMEOUT_MS
+      // The pid to move away from: ask, as the cached one may predate a reload done through masterCli().
+      const oldPid = (await instance.identity().catch(() => undefined))?.pid ?? workerPid
+
+      const previousConfig = config
+      const nextConfig = typeof reloadOpts.config === 'function' ? reloadOpts.config(context()) : reloadOpts.config
+      if (nextConfig !== undefined) await writeFile(cfgPath, nextConfig)
+
+      let reply: string
+      try {
+        reply = await masterCommand(socketPath, 'reload', timeoutMs)
+      } catch (err) {
+        reply = `(${(err as Error).message})`
+      }
+      // 3.4 answers once the new worker has loaded (or failed to): `Success=1\n--\n<its startup output>`,
+      // `Success=0\n--\n<its alerts>` for a rejected configuration, and nothing when the master died.
+      if (!reply.startsWith('Success=1\n')) {
+        if (nextConfig !== undefined) await writeFile(cfgPath, previousConfig)
+        await delay(100) // let a dying master be seen as gone, so the message says so
+        const state = running.isGone() ? `HAProxy exited (${exitDescription(running.child)})` : 'HAProxy is still running the previous worker'
+        throw withLogs(`reload(): the master CLI answered ${JSON.stringify(reply)}; ${state}.`)
+      }
+      if (nextConfig !== undefined) config = nextConfig
+
+      try {
+        const next = await waitFor(() => instance.identity(), (id) => id.pid !== oldPid && !id.stopping, { timeoutMs, intervalMs: 25 })
+        workerPid = next.pid
+      } catch (err) {
+        throw withLogs(`reload(): the master reported success but no new worker (pid other than ${oldPid}, Stopping: 0) answered the Runtime API: ${(err as Error).message}`)
+      }
+    },
+    identity: async () => parseIdentity(await runtimeCommand(ports.runtime, 'show info', CLI_TIMEOUT_MS)),
+    masterCli: async (line, cliOpts) => masterCommand(needMaster('masterCli()'), line, cliOpts?.timeoutMs ?? CLI_TIMEOUT_MS),
     cli: (line, cliOpts) => runtimeCommand(ports.runtime, line, cliOpts?.timeoutMs ?? CLI_TIMEOUT_MS)
   }
   instances.add(instance)
