@@ -2,13 +2,14 @@
  * /maps: HAProxy maps and their entries (`show map`, `add/set/del map`, and whole-map replacement
  * through `prepare map` / `add map @N <<` / `commit map`). Map names and keys go URL-encoded in paths:
  * `/maps/virt%40paths.map/entries/%2Fapi`, `/maps/%2Fetc%2Fhaproxy%2Fhosts.map/entries`, `/maps/%235/entries`.
+ * Reads show what HAProxy holds; writes are kept as desired state (src/resources/maps/service.ts).
  * @see https://docs.haproxy.org/3.4/management.html#9.3
  */
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { ApiError } from '../errors.ts'
 import { z } from 'zod'
-import type { MapService } from '../services/maps.ts'
-import { parseMapFile } from '../services/maps.ts'
+import type { MapService } from '../resources/maps/service.ts'
+import { parseMapFile } from '../resources/maps/service.ts'
 import { ProblemSchema, RUNTIME_PROBLEMS, WRITE_PROBLEMS } from '../schemas/common.ts'
 import {
   EntryListQuerySchema, EntryPageSchema, IfMatchHeadersSchema, MapEntryParamsSchema, MapEntrySchema, MapListSchema, StoredMapEntrySchema, MapParamsSchema,
@@ -17,6 +18,10 @@ import {
 
 const tags = ['maps']
 const writeErrors = { 404: ProblemSchema, 412: ProblemSchema, ...WRITE_PROBLEMS }
+
+/** What a single-entry write does to a map hapctl does not keep yet. */
+const ADOPTION = 'On a map hapctl does not keep yet, the write makes it kept: its whole current content is recorded with the change ' +
+  '(the first entry of a duplicated key only); a map holding entries hapctl could not write back is refused with 409 (HAPX_MAP_UNWRITABLE).'
 
 const entryLocation = (map: string, key: string): string => `/maps/${encodeURIComponent(map)}/entries/${encodeURIComponent(key)}`
 
@@ -27,7 +32,9 @@ export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async func
     schema: {
       tags,
       summary: 'List every map',
-      description: 'Entry counts are counted from `show map <map>` (HAProxy\'s own entry_cnt is wrong for maps used by two converters).',
+      description: 'Entry counts are counted from `show map <map>` (HAProxy\'s own entry_cnt is wrong for maps used by two converters). ' +
+        '`managed` says whether hapctl keeps the map\'s content: a map becomes managed when it is first written through hapctl, ' +
+        'and its content is then put back after every HAProxy reload or restart.',
       operationId: 'listMaps',
       response: { 200: MapListSchema, ...RUNTIME_PROBLEMS }
     }
@@ -105,7 +112,7 @@ export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async func
     schema: {
       tags,
       summary: 'Add an entry',
-      description: 'Refused with 409 when the key already exists (HAProxy itself would store a duplicate).',
+      description: 'Refused with 409 when the key already exists (HAProxy itself would store a duplicate). ' + ADOPTION,
       operationId: 'createMapEntry',
       params: MapParamsSchema,
       headers: IfMatchHeadersSchema,
@@ -137,11 +144,12 @@ export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async func
     schema: {
       tags,
       summary: 'Set the value of an entry, creating it if needed',
+      description: ADOPTION,
       operationId: 'putMapEntry',
       params: MapEntryParamsSchema,
       headers: IfMatchHeadersSchema,
       body: PutEntryBodySchema,
-      response: { 200: StoredMapEntrySchema, 201: StoredMapEntrySchema, ...writeErrors }
+      response: { 200: StoredMapEntrySchema, 201: StoredMapEntrySchema, 409: ProblemSchema, ...writeErrors }
     }
   }, async function (request, reply) {
     const entry = { key: request.params.key, value: request.body.value }
@@ -154,10 +162,11 @@ export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async func
     schema: {
       tags,
       summary: 'Delete an entry (every duplicate of the key)',
+      description: ADOPTION,
       operationId: 'deleteMapEntry',
       params: MapEntryParamsSchema,
       headers: IfMatchHeadersSchema,
-      response: { 204: z.undefined(), ...writeErrors }
+      response: { 204: z.undefined(), 409: ProblemSchema, ...writeErrors }
     }
   }, async function (request, reply) {
     await maps.delete(request.params.map, request.params.key, request.headers['if-match'])

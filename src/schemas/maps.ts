@@ -51,7 +51,8 @@ export const MapSchema = z.object({
   entries: z.number().int().nullable().describe('Entries of the current version, counted from `show map`; null when the name cannot be addressed'),
   currentVersion: z.number().int().nullable(),
   nextVersion: z.number().int().nullable().describe('Above currentVersion while a prepared version is pending'),
-  description: z.string().describe("HAProxy's description: where the map comes from and which rules use it")
+  description: z.string().describe("HAProxy's description: where the map comes from and which rules use it"),
+  managed: z.boolean().describe('Whether hapctl keeps the map\'s content (true once the map has been written through hapctl): it puts that content back after every HAProxy reload or restart')
 }).meta({ id: 'Map' })
 
 export const MapListSchema = z.object({ items: z.array(MapSchema) }).meta({ id: 'MapList' })

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.ts'
-import { loadConfig } from '../../src/config.ts'
+import { testConfig } from '../helpers/build-test-app.ts'
 import { defaultConfig, httpGet, startHaproxy } from '../helpers/haproxy.ts'
 import type { HaproxyInstance } from '../helpers/haproxy.ts'
 
@@ -26,7 +26,7 @@ beforeAll(async () => {
     }
   })
   expect(h.config).toContain(`map_str(${file})`)
-  app = await buildApp({ config: loadConfig({ HAPROXY_RUNTIME_API: h.runtimeApi }), logger: false })
+  app = await buildApp({ config: testConfig({ HAPROXY_RUNTIME_API: h.runtimeApi }), logger: false })
 })
 
 afterAll(async () => {
@@ -52,7 +52,7 @@ describe('a file map', () => {
     const res = await app.inject({ url: '/maps' })
     expect(res.statusCode).toBe(200)
     const map = (res.json().items as Array<{ name: string, kind: string, id: number, entries: number }>).find(m => m.name === file)
-    expect(map).toMatchObject({ kind: 'file', entries: 1 })
+    expect(map).toMatchObject({ kind: 'file', entries: 1, managed: false })
     expect(await hostGet('a.example')).toBe('srv=s1')
     expect(await hostGet('b.example')).toBe('srv=web1')
     expect((await httpGet(h.frontendUrl + '/')).status).toBe(200)
@@ -74,7 +74,9 @@ describe('a file map', () => {
     expect(replaced.statusCode, replaced.body).toBe(200)
     expect(await hostGet('a.example')).toBe('srv=r1')
     expect(await hostGet('b.example')).toBe('srv=web1')
-    // Runtime changes are not written to the file (runtime-notes 5.13).
+    // Runtime changes are not written to the file (runtime-notes 5.13); hapctl keeps the content under the map's path.
     expect(readFileSync(file, 'utf8')).toBe('# host → backend\na.example static_unref\n')
+    const after = await app.inject({ url: '/maps' })
+    expect((after.json().items as Array<{ name: string, managed: boolean }>).find(m => m.name === file)?.managed).toBe(true)
   })
 })

@@ -1,13 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.ts'
-import { loadConfig } from '../../src/config.ts'
+import { testConfig } from '../helpers/build-test-app.ts'
 import { httpGet, startHaproxy } from '../helpers/haproxy.ts'
 import type { HaproxyInstance } from '../helpers/haproxy.ts'
 
 /*
  * The maps resource against a real HAProxy 3.4: every change is checked through real traffic on the
- * `map_beg(virt@paths.map)` frontend and through the test's own `show map`.
+ * `map_beg(virt@paths.map)` frontend and through the test's own `show map`. These tests change the
+ * map behind hapctl's back on purpose (duplicates, entries hapctl would refuse), which the reconciler
+ * would undo for a managed map: it is off here, and has its own suite.
  */
 const MAP = encodeURIComponent('virt@paths.map')
 const entriesUrl = `/maps/${MAP}/entries`
@@ -24,7 +26,7 @@ describe('maps (real HAProxy)', () => {
 
   beforeAll(async () => {
     h = await startHaproxy()
-    app = await buildApp({ config: loadConfig({ HAPROXY_RUNTIME_API: h.runtimeApi, HAPROXY_TIMEOUT_MS: '20000' }), logger: false })
+    app = await buildApp({ config: testConfig({ HAPROXY_RUNTIME_API: h.runtimeApi, HAPROXY_TIMEOUT_MS: '20000' }), logger: false, reconcile: false })
   })
   afterAll(async () => {
     await app?.close()
@@ -37,7 +39,7 @@ describe('maps (real HAProxy)', () => {
     const res = await api().inject({ method: 'GET', url: '/maps' })
     expect(res.statusCode).toBe(200)
     const map = res.json().items.find((m: { name: string }) => m.name === 'virt@paths.map')
-    expect(map).toMatchObject({ kind: 'virtual', entries: 1 })
+    expect(map).toMatchObject({ kind: 'virtual', entries: 1, managed: false })
     expect(typeof map.id).toBe('number')
     const byId = await api().inject({ method: 'GET', url: `/maps/${encodeURIComponent('#' + map.id)}/entries` })
     expect(byId.json()).toEqual({ items: [{ key: '/m1', value: 'static_ref' }] })
@@ -83,6 +85,9 @@ describe('maps (real HAProxy)', () => {
     const again = await api().inject({ method: 'DELETE', url: entryUrl('/a') })
     expect(again.statusCode).toBe(404)
     expect(again.json().code).toBe('HAPX_MAP_ENTRY_NOT_FOUND')
+    // Written through hapctl, the map is now kept.
+    const listed = await api().inject({ method: 'GET', url: '/maps' })
+    expect(listed.json().items.find((m: { name: string }) => m.name === 'virt@paths.map')).toMatchObject({ managed: true })
   })
 
   it('answers 404 for an unknown map', async () => {

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import * as cmd from '../../src/runtime/commands/index.ts'
 import { RuntimeArgumentError } from '../../src/runtime/errors.ts'
-import { parseMapFile } from '../../src/services/maps.ts'
-import { ApiError } from '../../src/errors.ts'
+import { parseMapFile } from '../../src/resources/maps/content.ts'
+import { OperationError } from '../../src/engine/outcomes.ts'
 
 /*
  * Whatever the strings, a map builder either throws RuntimeArgumentError before composing anything, or
@@ -88,7 +88,7 @@ describe('map builders under random input', () => {
       try {
         entries = parseMapFile(text)
       } catch (err) {
-        expect(err).toBeInstanceOf(ApiError)
+        expect(err).toBeInstanceOf(OperationError)
         return
       }
       if (entries.length > 0) expect(() => cmd.addMapPayloads('virt@paths.map', 1, entries)).not.toThrow()

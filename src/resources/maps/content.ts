@@ -1,0 +1,154 @@
+/**
+ * A map's content as hapctl handles it: entity tags, map files, validation of what is to be written,
+ * the result of a PATCH, and whether a content can be kept (written back exactly by the reconciler).
+ * Pure functions: no HAProxy, no store.
+ */
+import { createHash } from 'node:crypto'
+import type { MapEntry } from '../../runtime/commands/index.ts'
+import { RuntimeArgumentError } from '../../runtime/errors.ts'
+import { checkMapKey, checkMapValue, mapKeyProblem, mapValueProblem } from '../../runtime/validation.ts'
+import { OperationError } from '../../engine/outcomes.ts'
+
+export type { MapEntry }
+
+/** `{ key, value }` sets (a new key goes last); `{ key, delete: true }` deletes. */
+export type MapChange = { key: string, value: string } | { key: string, delete: true }
+
+/** Most problems listed in one answer; a 100k-line file full of mistakes would otherwise answer megabytes. */
+export const MAX_REPORTED_ERRORS = 20
+
+/** A strong entity tag over the map's keys and values in HAProxy's order (not the `0x…` ids, which are addresses). */
+export function mapEtag (entries: readonly MapEntry[]): string {
+  const hash = createHash('sha256')
+  for (const e of entries) hash.update(e.key).update('\0').update(e.value).update('\0')
+  return `"${hash.digest('base64url').slice(0, 27)}"`
+}
+
+/** RFC 9110 §13.1.1: `*` or a list of strong tags; weak tags never match. */
+export function ifMatchSatisfied (header: string, etag: string): boolean {
+  const tags = header.split(',').map(t => t.trim()).filter(t => t.length > 0)
+  return tags.includes('*') || tags.includes(etag)
+}
+
+export function preconditionFailed (map: string): OperationError {
+  return new OperationError('PRECONDITION_FAILED', `map '${map}' changed since the ETag given in If-Match; read it again and retry`)
+}
+
+/** Throws PRECONDITION_FAILED unless `ifMatch` (when given) names this content. */
+export function checkIfMatch (map: string, ifMatch: string | undefined, entries: readonly MapEntry[]): void {
+  if (ifMatch !== undefined && !ifMatchSatisfied(ifMatch, mapEtag(entries))) throw preconditionFailed(map)
+}
+
+/**
+ * A map file as HAProxy reads one: per line, leading blanks skipped, empty lines and `#` comments
+ * ignored, the key up to the first blank, the value the rest of the line after the blanks between
+ * (CR of CRLF dropped). Entries HAProxy could not store exactly are refused, with their line numbers.
+ */
+export function parseMapFile (text: string): MapEntry[] {
+  const entries: MapEntry[] = []
+  const errors: Array<{ field: string, message: string }> = []
+  let errorCount = 0
+  const fail = (n: number, message: string): void => {
+    errorCount++
+    if (errors.length < MAX_REPORTED_ERRORS) errors.push({ field: `body.line${n}`, message })
+  }
+  text.split('\n').forEach((raw, i) => {
+    const n = i + 1
+    const l = (raw.endsWith('\r') ? raw.slice(0, -1) : raw).replace(/^[ \t]+/, '')
+    if (l === '' || l.startsWith('#')) return
+    const m = /^([^ \t]+)[ \t]+(.*)$/s.exec(l)
+    if (m === null) { fail(n, 'a line is `<key> <value>`; this one has no value'); return }
+    const entry = { key: m[1] as string, value: m[2] as string }
+    const keyProblem = mapKeyProblem(entry.key)
+    const valueProblem = mapValueProblem(entry.value)
+    if (keyProblem !== undefined) fail(n, `key ${keyProblem}`)
+    else if (valueProblem !== undefined) fail(n, `value ${valueProblem}`)
+    else entries.push(entry)
+  })
+  if (errorCount > 0) {
+    throw new OperationError('VALIDATION_FAILED',
+      `the map file has ${errorCount} invalid line(s): ${errors.slice(0, 3).map(e => `${e.field}: ${e.message}`).join('; ')}`, { errors })
+  }
+  return entries
+}
+
+/** Refuses duplicate keys: a map written through hapctl has at most one entry per key. */
+export function assertUniqueKeys (keys: readonly string[], field: string): void {
+  const seen = new Set<string>()
+  const dups: string[] = []
+  for (const k of keys) {
+    if (seen.has(k)) dups.push(k)
+    seen.add(k)
+  }
+  if (dups.length > 0) {
+    const shown = [...new Set(dups)].slice(0, MAX_REPORTED_ERRORS)
+    throw new OperationError('DUPLICATE_KEYS', `${field} gives ${dups.length} duplicate key(s): ${shown.join(', ')}`,
+      { errors: shown.map(k => ({ field, message: `duplicate key '${k}'` })) })
+  }
+}
+
+/** Refuses, before anything is sent, what HAProxy could not store exactly. */
+export function checkEntries (entries: readonly MapEntry[]): void {
+  entries.forEach((e, i) => {
+    try {
+      checkMapKey(e.key)
+      checkMapValue(e.value)
+    } catch (err) {
+      if (err instanceof RuntimeArgumentError) {
+        throw new OperationError('VALIDATION_FAILED', `body.${i}.${err.field}: ${err.message}`, { errors: [{ field: `body.${i}.${err.field}`, message: err.message }] })
+      }
+      throw err
+    }
+  })
+}
+
+/** Checks a PATCH body: each key and value storable, each key once. */
+export function checkChanges (changes: readonly MapChange[]): void {
+  checkEntries(changes.map(c => ({ key: c.key, value: 'delete' in c ? 'x' : c.value })))
+  assertUniqueKeys(changes.map(c => c.key), 'body')
+}
+
+/**
+ * The content with only the first entry of each key: the one lookups use (HAProxy returns the
+ * oldest of duplicates). What the store keeps has one value per key.
+ */
+export function firstOfEachKey (entries: readonly MapEntry[]): MapEntry[] {
+  const seen = new Set<string>()
+  return entries.filter(e => { if (seen.has(e.key)) return false; seen.add(e.key); return true })
+}
+
+/**
+ * The content after a PATCH: a changed key keeps its place, a new key goes last, deleting an absent key
+ * is a no-op, and the duplicates lookups never see are dropped.
+ */
+export function patched (entries: readonly MapEntry[], changes: readonly MapChange[]): MapEntry[] {
+  const byKey = new Map(changes.map(c => [c.key, c]))
+  const next: MapEntry[] = []
+  const present = new Set<string>()
+  for (const e of entries) {
+    if (present.has(e.key)) continue
+    present.add(e.key)
+    const c = byKey.get(e.key)
+    if (c === undefined) next.push(e)
+    else if (!('delete' in c)) next.push({ key: e.key, value: c.value })
+  }
+  for (const c of changes) if (!('delete' in c) && !present.has(c.key)) next.push({ key: c.key, value: c.value })
+  return next
+}
+
+/** Entries a payload could not write back exactly (a regex key with `\`, a `#` key, written by other tools). */
+export function unwritableEntries (entries: readonly MapEntry[]): MapEntry[] {
+  return entries.filter(e => mapKeyProblem(e.key) !== undefined || mapValueProblem(e.value) !== undefined)
+}
+
+/**
+ * Refuses a content hapctl could not write back exactly: a replace would mangle those entries, and a
+ * kept (managed) map must be one the reconciler can load again after a reload.
+ */
+export function assertWritable (map: string, entries: readonly MapEntry[], what: string): void {
+  const unwritable = unwritableEntries(entries)
+  if (unwritable.length === 0) return
+  throw new OperationError('MAP_UNWRITABLE',
+    `map '${map}' holds ${unwritable.length} entr${unwritable.length === 1 ? 'y' : 'ies'} hapctl cannot write back exactly (e.g. key '${unwritable[0]?.key}'); ${what}, nothing was changed`,
+    { errors: unwritable.slice(0, MAX_REPORTED_ERRORS).map(e => ({ field: e.key, message: mapKeyProblem(e.key) ?? mapValueProblem(e.value) ?? 'unwritable' })) })
+}

@@ -1,0 +1,342 @@
+/**
+ * Maps: reads straight from HAProxy (the live truth), and planners for writes, which the executor runs
+ * under the lock `map:<name>` (map versions are global per map, so every writer of one map is
+ * serialized; hapctl cannot stop other CLI users):
+ * - single entries: `add map`, `set map`, `del map` (management §9.3);
+ * - the whole content: the versioned load (../pattern-refs/versioned-load.ts), which lookups see
+ *   switch atomically.
+ *
+ * Desired state: a map becomes managed (the store keeps its whole content, and the reconciler puts it
+ * back after every reload or restart) the first time it is written through hapctl. A single-entry write
+ * to a map not yet managed adopts it in the same commit: its current content, read under the lock,
+ * then the change.
+ * @see https://docs.haproxy.org/3.4/management.html#9.3
+ */
+import type { Runtime } from '../../runtime/client.ts'
+import * as cmd from '../../runtime/commands/index.ts'
+import type { MapEntry } from '../../runtime/commands/index.ts'
+import { exactKeyFromLookup } from '../../runtime/commands/index.ts'
+import { checkMapName } from '../../runtime/validation.ts'
+import type { Executor } from '../../engine/executor.ts'
+import type { Step } from '../../engine/plan.ts'
+import { commandStep } from '../../engine/plan.ts'
+import { OperationError, rejectionOf, toOperationError } from '../../engine/outcomes.ts'
+import type { DesiredChange, DesiredMap } from '../../engine/store/types.ts'
+import { MAP_REFERENCES, loadContentStep, mapNotFound, readContent } from '../pattern-refs/versioned-load.ts'
+import type { MapChange } from './content.ts'
+import {
+  assertUniqueKeys, assertWritable, checkChanges, checkEntries, checkIfMatch, firstOfEachKey, mapEtag, patched, unwritableEntries
+} from './content.ts'
+import type { EntryPage } from './pagination.ts'
+import { pageOf } from './pagination.ts'
+
+export type { MapEntry }
+export type { MapChange } from './content.ts'
+export type { EntryPage } from './pagination.ts'
+export { ifMatchSatisfied, mapEtag, parseMapFile } from './content.ts'
+
+export type MapSummary = {
+  name: string
+  id: number
+  kind: 'virtual' | 'file'
+  /** Counted from `show map <map>`; null when the name cannot be addressed safely. */
+  entries: number | null
+  currentVersion: number | null
+  nextVersion: number | null
+  description: string
+  /** Whether hapctl keeps the map's content (it was written through hapctl). */
+  managed: boolean
+}
+
+export type ReplaceResult = { entries: number, etag: string }
+
+/** How commands address a map (what the client gave: a name or `#<id>`), and its name (lock, target, store). */
+type MapRef = { readonly address: string, readonly name: string }
+
+/** Upper bound of `del map` calls for one key (each removes one duplicate). */
+const MAX_DUPLICATES = 10_000
+
+function entryNotFound (map: string, key: string): OperationError {
+  return new OperationError('MAP_ENTRY_NOT_FOUND', `map '${map}' has no entry with key '${key}'`)
+}
+
+/** `Unknown map identifier` from any map command is the map's 404. */
+function explainUnknownMap (map: string): (err: OperationError) => OperationError | undefined {
+  return err => {
+    const r = rejectionOf(err)
+    return r?.kind === 'not_found' && MAP_REFERENCES.isUnknown(r) ? mapNotFound(map, r) : undefined
+  }
+}
+
+/** What the plan of one write gives back to run: its steps, its desired-state change, and the reply. */
+type Planned<T> = { steps: Step[], changes: DesiredChange[], result: () => T }
+
+export class MapService {
+  readonly #runtime: Runtime
+  readonly #executor: Executor
+
+  constructor (deps: { runtime: Runtime, executor: Executor }) {
+    this.#runtime = deps.runtime
+    this.#executor = deps.executor
+  }
+
+  /**
+   * Every map. Entry counts come from one `show map <map>` per map, on one connection (a line count,
+   * cheap: 100k entries are ~3 MB that HAProxy writes in ~10 ms); `entry_cnt` is not used because it
+   * counts pending versions too and is wrong for a map used by two converters.
+   */
+  async list (): Promise<MapSummary[]> {
+    let maps
+    const counts = new Map<string, number>()
+    try {
+      [maps] = await this.#runtime.execute([cmd.showMaps()])
+      const addressable = maps.filter(m => { try { checkMapName(m.name); return true } catch { return false } })
+      if (addressable.length > 0) {
+        const found = await this.#runtime.execute(addressable.map(m => cmd.countMapEntries(m.name)))
+        addressable.forEach((m, i) => counts.set(m.name, found[i] as number))
+      }
+    } catch (err) {
+      throw toOperationError(err)
+    }
+    const managed = await Promise.all(maps.map(async m => (await this.#managed(m.name)) !== undefined))
+    return maps.map((m, i) => ({
+      name: m.name,
+      id: m.id,
+      kind: m.name.startsWith('virt@') ? 'virtual' : 'file',
+      entries: counts.get(m.name) ?? null,
+      currentVersion: m.currentVersion,
+      nextVersion: m.nextVersion,
+      description: m.description,
+      managed: managed[i] as boolean
+    }))
+  }
+
+  /** The current entries in HAProxy's order, and their ETag. */
+  async read (map: string): Promise<{ entries: MapEntry[], etag: string }> {
+    checkMapName(map)
+    const entries = await readContent(this.#runtime, map)
+    return { entries, etag: mapEtag(entries) }
+  }
+
+  /** One page of entries, optionally only keys starting with `prefix` (./pagination.ts). */
+  async page (map: string, opts: { limit: number, cursor?: string | undefined, prefix?: string | undefined }): Promise<EntryPage> {
+    const { entries, etag } = await this.read(map)
+    return pageOf(map, entries, etag, opts)
+  }
+
+  /** The entry whose key is exactly `key` (the oldest, which lookups use, if there are duplicates). */
+  async get (map: string, key: string): Promise<{ entry: MapEntry, etag: string }> {
+    const { entries, etag } = await this.read(map)
+    const entry = entries.find(e => e.key === key)
+    if (entry === undefined) throw entryNotFound(map, key)
+    return { entry, etag }
+  }
+
+  /** `add map`; MAP_ENTRY_EXISTS when the key exists (`add map` never de-duplicates). */
+  async create (map: string, entry: MapEntry, ifMatch?: string): Promise<MapEntry> {
+    const ref = await this.#resolve(map)
+    return this.#write(ref, 'create', async () => {
+      const managed = await this.#managed(ref.name)
+      // On a managed map without If-Match, one `get map` usually settles whether the key exists;
+      // reading the whole map (megabytes for 100k entries) is the fallback, and what an ETag check
+      // and an adoption need anyway.
+      let exists = ifMatch === undefined && managed !== undefined
+        ? exactKeyFromLookup(await this.#read(ref, cmd.getMapLookup(ref.address, entry.key)), entry.key)
+        : undefined
+      let current: MapEntry[] | undefined
+      if (exists === undefined) {
+        current = await readContent(this.#runtime, ref.address)
+        checkIfMatch(ref.address, ifMatch, current)
+        exists = current.some(e => e.key === entry.key)
+      }
+      if (exists) {
+        throw new OperationError('MAP_ENTRY_EXISTS', `map '${ref.address}' already has an entry with key '${entry.key}'; use PUT to change its value`)
+      }
+      return {
+        steps: [commandStep([cmd.addMapEntry(ref.address, entry.key, entry.value)], [cmd.delMapEntry(ref.address, entry.key)], { explain: explainUnknownMap(ref.address) })],
+        changes: [...this.#adoption(ref, managed, current), { op: 'map.set', name: ref.name, key: entry.key, value: entry.value }],
+        result: () => entry
+      }
+    })
+  }
+
+  /** `set map`, or `add map` when HAProxy answers `entry not found.` (`set map` never inserts). */
+  async put (map: string, entry: MapEntry, ifMatch?: string): Promise<'created' | 'updated'> {
+    const ref = await this.#resolve(map)
+    return this.#write(ref, 'update', async () => {
+      const managed = await this.#managed(ref.name)
+      const current = ifMatch !== undefined || managed === undefined ? await readContent(this.#runtime, ref.address) : undefined
+      if (current !== undefined) checkIfMatch(ref.address, ifMatch, current)
+      const changes = [...this.#adoption(ref, managed, current), { op: 'map.set', name: ref.name, key: entry.key, value: entry.value } as const]
+      // What undoing puts back: the value HAProxy had, or the one the store keeps.
+      const before = (current ?? managed?.entries ?? []).find(e => e.key === entry.key)?.value
+      let outcome: 'created' | 'updated' = 'updated'
+      const step: Step = {
+        label: 'set map (add map if absent)',
+        apply: async ({ runtime }) => {
+          try {
+            await runtime.execute([cmd.setMapEntry(ref.address, entry.key, entry.value)])
+            outcome = 'updated'
+            return
+          } catch (err) {
+            const r = rejectionOf(err)
+            if (r === undefined || !/^entry not found\./.test(r.haproxyMessage)) throw err
+          }
+          await runtime.execute([cmd.addMapEntry(ref.address, entry.key, entry.value)])
+          outcome = 'created'
+        },
+        undo: async ({ runtime }) => {
+          if (outcome === 'created') await runtime.execute([cmd.delMapEntry(ref.address, entry.key)])
+          else if (before !== undefined) await runtime.execute([cmd.setMapEntry(ref.address, entry.key, before)])
+          else throw new Error(`the value key '${entry.key}' had before is not known`)
+        },
+        explain: explainUnknownMap(ref.address)
+      }
+      return { steps: [step], changes, result: () => outcome }
+    })
+  }
+
+  /**
+   * Deletes every entry with the key: `del map` removes one duplicate per call. A key the store keeps
+   * but HAProxy lacks (a reload not yet reconciled) is deleted from the store alone.
+   */
+  async delete (map: string, key: string, ifMatch?: string): Promise<void> {
+    const ref = await this.#resolve(map)
+    return this.#write(ref, 'delete', async () => {
+      const managed = await this.#managed(ref.name)
+      const current = ifMatch !== undefined || managed === undefined ? await readContent(this.#runtime, ref.address) : undefined
+      if (current !== undefined) checkIfMatch(ref.address, ifMatch, current)
+      const kept = managed?.entries.find(e => e.key === key)
+      if (current !== undefined && kept === undefined && !current.some(e => e.key === key)) throw entryNotFound(ref.address, key)
+      // What undoing adds back, one per deleted entry.
+      const values = current !== undefined ? current.filter(e => e.key === key).map(e => e.value) : kept !== undefined ? [kept.value] : []
+      let deleted = 0
+      const step: Step = {
+        label: 'del map',
+        apply: async ({ runtime }) => {
+          for (deleted = 0; deleted <= MAX_DUPLICATES; deleted++) {
+            const [gone] = await runtime.execute([cmd.delMapEntry(ref.address, key)])
+            if (gone) continue
+            if (deleted === 0 && kept === undefined) throw entryNotFound(ref.address, key)
+            return
+          }
+          throw new OperationError('RUNTIME_PROTOCOL', `'del map' kept deleting entries with key '${key}' after ${MAX_DUPLICATES} calls`)
+        },
+        undo: async ({ runtime }) => {
+          if (deleted === 0) return
+          if (values.length === 0) throw new Error(`the value key '${key}' had is not known`)
+          const adds = Array.from({ length: deleted }, (_, i) => cmd.addMapEntry(ref.address, key, values[Math.min(i, values.length - 1)] as string))
+          await runtime.execute(adds)
+        },
+        explain: explainUnknownMap(ref.address)
+      }
+      return {
+        steps: [step],
+        changes: [...this.#adoption(ref, managed, current), { op: 'map.delete', name: ref.name, key }],
+        result: () => undefined
+      }
+    })
+  }
+
+  /** Replaces the whole content atomically (the versioned load). */
+  async replace (map: string, entries: MapEntry[], ifMatch?: string): Promise<ReplaceResult> {
+    checkMapName(map)
+    checkEntries(entries)
+    assertUniqueKeys(entries.map(e => e.key), 'body')
+    const ref = await this.#resolve(map)
+    return this.#write(ref, 'replace', async () => {
+      // Read for If-Match, and for what undoing loads back should the store refuse the change.
+      const current = await readContent(this.#runtime, ref.address)
+      checkIfMatch(ref.address, ifMatch, current)
+      return {
+        steps: [loadContentStep(ref.address, entries, unwritableEntries(current).length === 0 ? current : undefined)],
+        changes: [{ op: 'map.replace', name: ref.name, entries }],
+        result: () => ({ entries: entries.length, etag: mapEtag(entries) })
+      }
+    })
+  }
+
+  /**
+   * Applies sets and deletes together: the new content is the current one with the changes made
+   * (./content.ts `patched`), loaded and committed like a replace, so lookups see all changes at once
+   * or none.
+   */
+  async patch (map: string, changes: MapChange[], ifMatch?: string): Promise<ReplaceResult> {
+    checkMapName(map)
+    checkChanges(changes)
+    const ref = await this.#resolve(map)
+    return this.#write(ref, 'patch', async () => {
+      const current = await readContent(this.#runtime, ref.address)
+      checkIfMatch(ref.address, ifMatch, current)
+      const next = patched(current, changes)
+      // Entries written by other tools (a regex key with `\`, a `#` key…) could not be written back
+      // exactly through a payload: refuse before preparing anything rather than mangle them.
+      assertWritable(ref.address, next, 'change them with PUT /maps/{map}/entries or directly')
+      return {
+        steps: [loadContentStep(ref.address, next, unwritableEntries(current).length === 0 ? current : undefined)],
+        changes: [{ op: 'map.replace', name: ref.name, entries: next }],
+        result: () => ({ entries: next.length, etag: mapEtag(next) })
+      }
+    })
+  }
+
+  /** Plans and runs one write under the map's lock, with the map's name as the target. */
+  async #write<T> (ref: MapRef, action: string, plan: () => Promise<Planned<T>>): Promise<T> {
+    const target = { kind: 'map', id: ref.name }
+    let result: (() => T) | undefined
+    return this.#executor.perform({ target, lock: `map:${ref.name}` }, async () => {
+      const planned = await plan()
+      result = planned.result
+      return { target, action, steps: planned.steps, changes: planned.changes }
+    }, async () => (result as () => T)())
+  }
+
+  /**
+   * The change that makes a map managed, when it is not yet: its current content, with only the first
+   * entry of each key (the one lookups use; the store keeps one value per key). A content hapctl could
+   * not write back is refused: the reconciler could not put it back after a reload.
+   */
+  #adoption (ref: MapRef, managed: DesiredMap | undefined, current: MapEntry[] | undefined): DesiredChange[] {
+    if (managed !== undefined) return []
+    if (current === undefined) throw new Error('adopting a map needs its current content')
+    const content = firstOfEachKey(current)
+    assertWritable(ref.address, content,
+      'hapctl keeps the whole content of a map it writes to and could not put these back after a reload: replace the whole content (PUT /maps/{map}/entries) or change those entries directly')
+    return [{ op: 'map.replace', name: ref.name, entries: content }]
+  }
+
+  /** The store's content of the map, undefined when it is not managed. */
+  async #managed (name: string): Promise<DesiredMap | undefined> {
+    try {
+      return await this.#executor.store.getMap(name)
+    } catch (err) {
+      throw new OperationError('STORE_UNAVAILABLE', `the desired-state store could not be read (${(err as Error).message}); nothing was changed`, { cause: err })
+    }
+  }
+
+  /** `#<id>` and the name are the same map: lock, target and store use the name, so both forms serialize. */
+  async #resolve (map: string): Promise<MapRef> {
+    checkMapName(map)
+    if (!map.startsWith('#')) return { address: map, name: map }
+    let maps
+    try {
+      [maps] = await this.#runtime.execute([cmd.showMaps()])
+    } catch (err) {
+      throw toOperationError(err)
+    }
+    const found = maps.find(m => `#${m.id}` === map)
+    if (found === undefined) throw mapNotFound(map)
+    return { address: map, name: found.name }
+  }
+
+  /** One read command, with `Unknown map identifier` as the map's 404. */
+  async #read<T> (ref: MapRef, command: cmd.Command<T>): Promise<T> {
+    try {
+      const [result] = await this.#runtime.execute([command])
+      return result
+    } catch (err) {
+      const e = toOperationError(err)
+      throw explainUnknownMap(ref.address)(e) ?? e
+    }
+  }
+}
