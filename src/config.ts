@@ -47,6 +47,19 @@ export const ConfigSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   HAPROXY_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
   HAPROXY_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(9).default(4),
+  /**
+   * Where the desired state is kept: a SQLite file (created with its folder when missing; a relative
+   * path is relative to the working directory), or `memory`, which loses everything when hapctl
+   * stops: after a restart of hapctl it no longer restores anything into HAProxy.
+   */
+  HAPCTL_STORE: z.string().refine(v => v !== ':memory:', "use HAPCTL_STORE=memory for a store in memory (':memory:' is not a file)")
+    .transform(v => v === 'memory' ? { kind: 'memory' as const } : { kind: 'sqlite' as const, path: v })
+    .prefault('data/hapctl.db'),
+  /** How often the reconciler compares HAProxy with the desired state even when nothing happened. */
+  HAPCTL_RECONCILE_INTERVAL_MS: z.coerce.number().int().min(500).max(3_600_000).default(10_000),
+  /** How often HAProxy's process identity (pid, start time) is polled to notice a restart or reload. */
+  HAPCTL_IDENTITY_POLL_MS: z.coerce.number().int().min(100).max(60_000).default(500),
+  /** The state file of hapctl before the store: read once to import its backends, then ignored. */
   HAPCTL_STATE_FILE: z.string().min(1).optional()
 }).transform(env => ({
   runtimeApi: env.HAPROXY_RUNTIME_API,
@@ -56,6 +69,9 @@ export const ConfigSchema = z.object({
   logLevel: env.LOG_LEVEL,
   runtimeTimeoutMs: env.HAPROXY_TIMEOUT_MS,
   runtimeMaxConnections: env.HAPROXY_MAX_CONNECTIONS,
+  store: env.HAPCTL_STORE,
+  reconcileIntervalMs: env.HAPCTL_RECONCILE_INTERVAL_MS,
+  identityPollMs: env.HAPCTL_IDENTITY_POLL_MS,
   stateFile: env.HAPCTL_STATE_FILE
 }))
 

@@ -24,7 +24,11 @@ describe('loadConfig', () => {
       apiToken: undefined,
       logLevel: 'info',
       runtimeTimeoutMs: 5000,
-      runtimeMaxConnections: 4
+      runtimeMaxConnections: 4,
+      store: { kind: 'sqlite', path: 'data/hapctl.db' },
+      reconcileIntervalMs: 10_000,
+      identityPollMs: 500,
+      stateFile: undefined
     })
   })
 
@@ -36,7 +40,11 @@ describe('loadConfig', () => {
       API_TOKEN: 'a-token-of-16-ch',
       LOG_LEVEL: 'debug',
       HAPROXY_TIMEOUT_MS: '2500',
-      HAPROXY_MAX_CONNECTIONS: '9'
+      HAPROXY_MAX_CONNECTIONS: '9',
+      HAPCTL_STORE: '/var/lib/hapctl/state.db',
+      HAPCTL_RECONCILE_INTERVAL_MS: '60000',
+      HAPCTL_IDENTITY_POLL_MS: '250',
+      HAPCTL_STATE_FILE: '/app/state/state.json'
     })).toEqual({
       runtimeApi: { kind: 'unix', path: '/run/haproxy/admin.sock' },
       host: '0.0.0.0',
@@ -44,8 +52,25 @@ describe('loadConfig', () => {
       apiToken: 'a-token-of-16-ch',
       logLevel: 'debug',
       runtimeTimeoutMs: 2500,
-      runtimeMaxConnections: 9
+      runtimeMaxConnections: 9,
+      store: { kind: 'sqlite', path: '/var/lib/hapctl/state.db' },
+      reconcileIntervalMs: 60_000,
+      identityPollMs: 250,
+      stateFile: '/app/state/state.json'
     })
+  })
+
+  it('selects the in-memory store with HAPCTL_STORE=memory, and takes relative paths as they are', () => {
+    expect(loadConfig({ HAPCTL_STORE: 'memory' }).store).toEqual({ kind: 'memory' })
+    expect(loadConfig({ HAPCTL_STORE: 'state/x.db' }).store).toEqual({ kind: 'sqlite', path: 'state/x.db' })
+    expect(loadConfig({ HAPCTL_STORE: '' }).store).toEqual({ kind: 'sqlite', path: 'data/hapctl.db' })
+  })
+
+  it('takes the bounds of the reconcile interval and the identity poll', () => {
+    expect(loadConfig({ HAPCTL_RECONCILE_INTERVAL_MS: '500', HAPCTL_IDENTITY_POLL_MS: '100' }))
+      .toMatchObject({ reconcileIntervalMs: 500, identityPollMs: 100 })
+    expect(loadConfig({ HAPCTL_RECONCILE_INTERVAL_MS: '3600000', HAPCTL_IDENTITY_POLL_MS: '60000' }))
+      .toMatchObject({ reconcileIntervalMs: 3_600_000, identityPollMs: 60_000 })
   })
 
   it('returns a frozen object', () => {
@@ -88,6 +113,13 @@ describe('loadConfig', () => {
     ['HAPROXY_TIMEOUT_MS', '600001'],
     ['HAPROXY_MAX_CONNECTIONS', '0'],
     ['HAPROXY_MAX_CONNECTIONS', 'many'],
+    ['HAPCTL_RECONCILE_INTERVAL_MS', '499'],
+    ['HAPCTL_RECONCILE_INTERVAL_MS', '3600001'],
+    ['HAPCTL_RECONCILE_INTERVAL_MS', '1.5'],
+    ['HAPCTL_IDENTITY_POLL_MS', '99'],
+    ['HAPCTL_IDENTITY_POLL_MS', '60001'],
+    ['HAPCTL_IDENTITY_POLL_MS', 'fast'],
+    ['HAPCTL_STORE', ':memory:'],
     ['HAPROXY_RUNTIME_API', 'tcp://127.0.0.1'],
     ['HAPROXY_RUNTIME_API', 'unix://relative.sock']
   ])('refuses %s=%s', (name, value) => {

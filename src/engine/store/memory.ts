@@ -1,0 +1,198 @@
+/**
+ * The desired state in memory: for fast tests, and for HAPCTL_STORE=memory, which loses everything
+ * when hapctl stops. Same semantics as the SQLite store (the contract tests run against both).
+ *
+ * A commit works on copies of what it touches and swaps them in at the end, so a change that throws
+ * halfway leaves nothing behind. A map is a JS Map, whose iteration order is insertion order: setting
+ * an existing key keeps its place, a new key goes last, exactly the store's ordering rule.
+ */
+import type {
+  CommitMeta, DesiredBackend, DesiredChange, DesiredMap, DesiredServer, DesiredState, DesiredStateStore,
+  RevisionRecord, StaticServerSettings
+} from './types.ts'
+import { checkChangesSince, checkMeta, duplicateKey, normalizeSpec, recordChange, unknownChange, unmanagedMap } from './changes.ts'
+
+const key = (backend: string, name: string): string => JSON.stringify([backend, name])
+
+type Tables = {
+  backends: Map<string, DesiredBackend>
+  servers: Map<string, DesiredServer>
+  staticServers: Map<string, StaticServerSettings>
+  maps: Map<string, Map<string, string>>
+}
+
+export class MemoryStore implements DesiredStateStore {
+  readonly description = 'memory'
+  #tables: Tables = { backends: new Map(), servers: new Map(), staticServers: new Map(), maps: new Map() }
+  readonly #revisions: RevisionRecord[] = []
+  readonly #createdIn = new Map<string, string>()
+  #closed = false
+
+  async revision (): Promise<number> {
+    this.#open()
+    return this.#revisions.at(-1)?.revision ?? 0
+  }
+
+  async load (): Promise<DesiredState> {
+    this.#open()
+    const t = this.#tables
+    return {
+      revision: this.#revisions.at(-1)?.revision ?? 0,
+      backends: [...t.backends.values()].sort((a, b) => compare(a.name, b.name)),
+      servers: [...t.servers.values()].sort((a, b) => compare(a.backend, b.backend) || compare(a.name, b.name)),
+      staticServers: [...t.staticServers.values()].sort((a, b) => compare(a.backend, b.backend) || compare(a.name, b.name)),
+      maps: [...t.maps.keys()].sort(compare).map(name => this.#map(name) as DesiredMap)
+    }
+  }
+
+  async getBackend (name: string): Promise<DesiredBackend | undefined> {
+    this.#open()
+    return this.#tables.backends.get(name)
+  }
+
+  async listBackends (): Promise<DesiredBackend[]> {
+    this.#open()
+    return [...this.#tables.backends.values()].sort((a, b) => compare(a.name, b.name))
+  }
+
+  async getServers (backend: string): Promise<DesiredServer[]> {
+    this.#open()
+    return [...this.#tables.servers.values()].filter(s => s.backend === backend).sort((a, b) => compare(a.name, b.name))
+  }
+
+  async getServer (backend: string, name: string): Promise<DesiredServer | undefined> {
+    this.#open()
+    return this.#tables.servers.get(key(backend, name))
+  }
+
+  async getStaticServer (backend: string, name: string): Promise<StaticServerSettings | undefined> {
+    this.#open()
+    return this.#tables.staticServers.get(key(backend, name))
+  }
+
+  async getMap (name: string): Promise<DesiredMap | undefined> {
+    this.#open()
+    return this.#map(name)
+  }
+
+  async commit (changes: readonly DesiredChange[], meta: CommitMeta): Promise<number> {
+    this.#open()
+    checkMeta(meta)
+    const old = this.#tables
+    // Shallow copies of the small tables; a map is copied only when a change touches it.
+    const next: Tables = { backends: new Map(old.backends), servers: new Map(old.servers), staticServers: new Map(old.staticServers), maps: new Map(old.maps) }
+    const copied = new Set<string>()
+    const writableMap = (op: string, name: string): Map<string, string> => {
+      const entries = next.maps.get(name)
+      if (entries === undefined) throw unmanagedMap(op, name)
+      if (copied.has(name)) return entries
+      const copy = new Map(entries)
+      next.maps.set(name, copy)
+      copied.add(name)
+      return copy
+    }
+    for (const change of changes) {
+      switch (change.op) {
+        case 'backend.put': {
+          const { name, from, mode, published } = change.backend
+          next.backends.set(name, Object.freeze({ name, from, mode, published }))
+          break
+        }
+        case 'backend.delete':
+          next.backends.delete(change.name)
+          for (const [k, s] of next.servers) if (s.backend === change.name) next.servers.delete(k)
+          break
+        case 'server.put': {
+          const { backend, name, spec, adminState, weight, healthChecks, agentChecks } = change.server
+          next.servers.set(key(backend, name), Object.freeze({
+            backend, name, spec: Object.freeze(normalizeSpec(spec)), adminState, weight, healthChecks, agentChecks
+          }))
+          break
+        }
+        case 'server.delete':
+          next.servers.delete(key(change.backend, change.name))
+          break
+        case 'staticServer.put': {
+          const { backend, name, adminState, weight } = change.settings
+          next.staticServers.set(key(backend, name), Object.freeze({ backend, name, adminState, weight }))
+          break
+        }
+        case 'staticServer.delete':
+          next.staticServers.delete(key(change.backend, change.name))
+          break
+        case 'map.replace': {
+          const entries = new Map<string, string>()
+          for (const e of change.entries) {
+            if (entries.has(e.key)) throw duplicateKey(change.name, e.key)
+            entries.set(e.key, e.value)
+          }
+          next.maps.set(change.name, entries)
+          copied.add(change.name)
+          break
+        }
+        case 'map.set':
+          writableMap('map.set', change.name).set(change.key, change.value)
+          break
+        case 'map.delete':
+          writableMap('map.delete', change.name).delete(change.key)
+          break
+        case 'map.forget':
+          next.maps.delete(change.name)
+          copied.delete(change.name)
+          break
+        default:
+          throw unknownChange(change)
+      }
+    }
+    const revision = (this.#revisions.at(-1)?.revision ?? 0) + 1
+    this.#revisions.push(Object.freeze({
+      revision,
+      at: new Date().toISOString(),
+      actor: meta.actor,
+      action: meta.action,
+      target: Object.freeze({ kind: meta.target.kind, id: meta.target.id }),
+      requestId: meta.requestId,
+      // Through JSON, as the SQLite store keeps them, so that both give back the same records.
+      changes: Object.freeze(JSON.parse(JSON.stringify(changes.map(recordChange))) as unknown[])
+    }))
+    this.#tables = next
+    return revision
+  }
+
+  async changesSince (revision: number, limit: number): Promise<RevisionRecord[]> {
+    this.#open()
+    checkChangesSince(revision, limit)
+    // Revisions are 1, 2, 3…: the one after `revision` is at index `revision`.
+    return this.#revisions.slice(revision, revision + limit)
+  }
+
+  async setCreatedIn (backend: string, processId: string | undefined): Promise<void> {
+    this.#open()
+    if (processId === undefined) this.#createdIn.delete(backend)
+    else this.#createdIn.set(backend, processId)
+  }
+
+  async createdIn (): Promise<Map<string, string>> {
+    this.#open()
+    return new Map(this.#createdIn)
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+  }
+
+  #map (name: string): DesiredMap | undefined {
+    const entries = this.#tables.maps.get(name)
+    if (entries === undefined) return undefined
+    return { name, entries: [...entries].map(([key, value]) => ({ key, value })) }
+  }
+
+  #open (): void {
+    if (this.#closed) throw new Error('the memory store is closed')
+  }
+}
+
+/** UTF-8 byte order, as SQLite's default BINARY collation sorts, so both stores list in one order. */
+function compare (a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b))
+}

@@ -1,0 +1,144 @@
+/**
+ * The desired state: what hapctl was asked to keep in HAProxy, independent of any HAProxy process.
+ * HAProxy forgets everything done through its Runtime API on a restart or a reload; the store does
+ * not, and the reconciler (../reconciler.ts) puts it back. The interface is asynchronous and speaks in
+ * changes and revisions, not SQL, so that a PostgreSQL implementation shared by several hapctl
+ * replicas can follow the SQLite one without touching the executor or the planners.
+ */
+import type { ServerAdminState } from '../../runtime/commands/index.ts'
+import type { ProxyMode } from '../../runtime/validation.ts'
+
+/** A backend created through hapctl (`add backend <name> from <from> [mode <mode>]`). */
+export type DesiredBackend = {
+  readonly name: string
+  readonly from: string
+  readonly mode: ProxyMode | null
+  readonly published: boolean
+}
+
+/** What `add server` was given: every field the client sent, durations in milliseconds. */
+export type ServerSpec = {
+  readonly address: string
+  readonly port: number
+  readonly check: boolean
+  readonly checkPort?: number | undefined
+  readonly checkAddr?: string | undefined
+  readonly inter?: number | undefined
+  readonly rise?: number | undefined
+  readonly fall?: number | undefined
+  readonly weight?: number | undefined
+  readonly maxconn?: number | undefined
+  readonly backup?: boolean | undefined
+  readonly ssl?: boolean | undefined
+  readonly sslVerify?: 'none' | 'required' | undefined
+  readonly sni?: string | undefined
+}
+
+/**
+ * A server added through hapctl, to a backend created through hapctl or to a static one. `weight`,
+ * `healthChecks` and `agentChecks` are null while they are what `add server` left them.
+ */
+export type DesiredServer = {
+  readonly backend: string
+  readonly name: string
+  readonly spec: ServerSpec
+  readonly adminState: ServerAdminState
+  readonly weight: number | null
+  readonly healthChecks: boolean | null
+  readonly agentChecks: boolean | null
+}
+
+/** Settings made through hapctl on a server of HAProxy's configuration; null = never set. */
+export type StaticServerSettings = {
+  readonly backend: string
+  readonly name: string
+  readonly adminState: ServerAdminState | null
+  readonly weight: number | null
+}
+
+export type DesiredMapEntry = { readonly key: string, readonly value: string }
+
+/** A map written through hapctl: its whole content, in order (first match wins in lookups). */
+export type DesiredMap = {
+  readonly name: string
+  readonly entries: readonly DesiredMapEntry[]
+}
+
+/** Everything, as of one revision. */
+export type DesiredState = {
+  readonly revision: number
+  readonly backends: readonly DesiredBackend[]
+  readonly servers: readonly DesiredServer[]
+  readonly staticServers: readonly StaticServerSettings[]
+  readonly maps: readonly DesiredMap[]
+}
+
+/**
+ * One change to the desired state. A commit is a list of them, applied in order in one transaction.
+ * - backend.delete also deletes the backend's servers;
+ * - map.replace makes the map managed (its whole content is known from then on);
+ * - map.set on an existing key keeps its position, on a new key appends it; map.set and map.delete
+ *   need a managed map (adopt it with map.replace first, in the same commit);
+ * - map.forget makes a map unmanaged again (its content is no longer kept).
+ */
+export type DesiredChange =
+  | { readonly op: 'backend.put', readonly backend: DesiredBackend }
+  | { readonly op: 'backend.delete', readonly name: string }
+  | { readonly op: 'server.put', readonly server: DesiredServer }
+  | { readonly op: 'server.delete', readonly backend: string, readonly name: string }
+  | { readonly op: 'staticServer.put', readonly settings: StaticServerSettings }
+  | { readonly op: 'staticServer.delete', readonly backend: string, readonly name: string }
+  | { readonly op: 'map.replace', readonly name: string, readonly entries: readonly DesiredMapEntry[] }
+  | { readonly op: 'map.set', readonly name: string, readonly key: string, readonly value: string }
+  | { readonly op: 'map.delete', readonly name: string, readonly key: string }
+  | { readonly op: 'map.forget', readonly name: string }
+
+/** Who asked for a commit and why; kept with the revision (the audit trail reads it later). */
+export type CommitMeta = {
+  /** `api` for requests (a token's name once tokens exist), `reconciler`, `import`. */
+  readonly actor: string
+  /** `create`, `update`, `delete`, `replace`, … */
+  readonly action: string
+  readonly target: { readonly kind: string, readonly id: string }
+  /** The HTTP request id, when there is one. */
+  readonly requestId?: string | undefined
+}
+
+/** One committed revision, as `changesSince` returns it (for the watch stream to come). */
+export type RevisionRecord = CommitMeta & {
+  readonly revision: number
+  /** ISO 8601. */
+  readonly at: string
+  /** The changes, with map.replace entries reduced to a count (a revision record stays small). */
+  readonly changes: readonly unknown[]
+}
+
+export interface DesiredStateStore {
+  /** What the store is (`sqlite:/path/to/hapctl.db`, `memory`), for logs and /status. */
+  readonly description: string
+  /** The latest committed revision; 0 for a new store. */
+  revision (): Promise<number>
+  /** Everything, consistent at one revision. */
+  load (): Promise<DesiredState>
+  getBackend (name: string): Promise<DesiredBackend | undefined>
+  /** Every backend kept, without servers or maps (cheap: GET /backends reads it on every call). */
+  listBackends (): Promise<DesiredBackend[]>
+  /** Servers kept for one backend (dynamic servers, in a managed or a static backend). */
+  getServers (backend: string): Promise<DesiredServer[]>
+  getServer (backend: string, name: string): Promise<DesiredServer | undefined>
+  getStaticServer (backend: string, name: string): Promise<StaticServerSettings | undefined>
+  /** The map's content when it is managed, undefined when it is not. */
+  getMap (name: string): Promise<DesiredMap | undefined>
+  /** Applies the changes in one transaction and returns the new revision (strictly increasing). */
+  commit (changes: readonly DesiredChange[], meta: CommitMeta): Promise<number>
+  /** Revisions after `revision`, oldest first, at most `limit`. */
+  changesSince (revision: number, limit: number): Promise<RevisionRecord[]>
+  /**
+   * Which HAProxy process (`pid@start_time`) hapctl created a backend in: not desired state (no
+   * revision) but what tells, after a restart of hapctl, a backend hapctl created from one that
+   * HAProxy's configuration now defines under the same name. undefined forgets it.
+   */
+  setCreatedIn (backend: string, processId: string | undefined): Promise<void>
+  createdIn (): Promise<Map<string, string>>
+  close (): Promise<void>
+}
