@@ -1,23 +1,41 @@
 # hapctl on Node 24. HAProxy is not in this image: point HAPROXY_RUNTIME_API at its admin socket
 # (tcp://host:port, or mount the unix socket and use unix:///path).
-FROM node:24-slim AS build
+#
+# The build stage is the full node image: it has python3, make and g++, which better-sqlite3's native
+# addon needs to be compiled (.npmrc's ignore-scripts=true means npm ci does not build it). Both
+# stages are on the same Debian release, so the addon links against the glibc the runtime has.
+FROM node:24-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY scripts/ensure-native.mjs ./scripts/
+# Compiles the addon from source against this image's own Node headers (/usr/local/include/node).
+RUN node scripts/ensure-native.mjs
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build && npm prune --omit=dev
+# Of the addon's build, only the .node file is needed at run time (the rest is ~25 MB of sources and
+# objects).
+RUN npm run build && npm prune --omit=dev && \
+    cd node_modules/better-sqlite3 && mv build/Release/better_sqlite3.node /tmp/ && rm -rf build deps src && \
+    mkdir -p build/Release && mv /tmp/better_sqlite3.node build/Release/ && \
+    cd /app && node scripts/ensure-native.mjs --check
 
-FROM node:24-slim
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=5555 HAPCTL_STATE_FILE=/app/state/state.json
+FROM node:24-bookworm-slim
+# HAPCTL_STORE: the desired state (SQLite), in the /app/data volume: without a volume it is lost with
+# the container, and hapctl no longer restores into HAProxy what it was asked to keep.
+# HAPCTL_STATE_FILE: the state file of earlier hapctl versions; mount their /app/state volume to have
+# the backends it lists imported once.
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=5555 HAPCTL_STORE=/app/data/hapctl.db HAPCTL_STATE_FILE=/app/state/state.json
 WORKDIR /app
 # The group that owns HAProxy's admin socket must include this user when the socket is mounted.
 RUN groupadd --system hapctl && useradd --system --gid hapctl --home /app hapctl
 COPY --from=build --chown=hapctl:hapctl /app/node_modules ./node_modules
 COPY --from=build --chown=hapctl:hapctl /app/dist ./dist
 COPY --chown=hapctl:hapctl package.json ./
-RUN mkdir -p /app/state && chown hapctl:hapctl /app/state
-VOLUME ["/app/state"]
+# Created before VOLUME so that a new named volume starts owned by hapctl (Docker copies the
+# mount point's ownership into it); SQLite needs to create its -wal and -shm files next to the db.
+RUN mkdir -p /app/data && chown hapctl:hapctl /app/data && chmod 0750 /app/data
+VOLUME ["/app/data"]
 USER hapctl
 EXPOSE 5555
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
