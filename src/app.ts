@@ -17,12 +17,17 @@ import { registerSwagger } from './plugins/swagger.ts'
 import { healthRoutes } from './routes/health.ts'
 import { backendRoutes } from './routes/backends.ts'
 import { mapRoutes } from './routes/maps.ts'
-import { MapService } from './services/maps.ts'
 import { serverRoutes } from './routes/servers.ts'
-import { BackendService } from './services/backends.ts'
-import { ServerService } from './services/servers.ts'
-import { BackendCatalog } from './services/catalog.ts'
-import { KeyedLock } from './services/locks.ts'
+import { statusRoutes } from './routes/status.ts'
+import { MapService } from './resources/maps/service.ts'
+import { BackendService } from './resources/backends/service.ts'
+import { ServerService } from './resources/servers/service.ts'
+import { Executor } from './engine/executor.ts'
+import { ProcessIdentity } from './engine/identity.ts'
+import { Reconciler } from './engine/reconciler.ts'
+import { openStore } from './engine/store/index.ts'
+import type { DesiredStateStore } from './engine/store/types.ts'
+import { importLegacyStateFile } from './engine/legacy-import.ts'
 
 export type AppDeps = {
   config: Config
@@ -30,6 +35,20 @@ export type AppDeps = {
   runtime?: Runtime
   /** A pino logger, or Fastify logger options; `false` for none (tests). */
   logger?: FastifyBaseLogger | FastifyServerOptions['logger']
+  /** Defaults to the store config.store names, opened here and closed with the app. */
+  store?: DesiredStateStore
+  /** Start the reconciler when the app is ready (default true; route tests on a fake runtime turn it off). */
+  reconcile?: boolean
+}
+
+/** How long a write waits for another one on the same object before answering 503 (BUSY). */
+const LOCK_TIMEOUT_MS = 30_000
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The reconciler, for tests and the benchmark (reconcileNow). */
+    reconciler: Reconciler
+  }
 }
 
 export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
@@ -78,14 +97,35 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   registerErrorHandler(app)
   if (config.apiToken !== undefined) registerAuth(app, config.apiToken)
 
-  const locks = new KeyedLock()
-  const catalog = new BackendCatalog({ logger: app.log.child({ module: 'catalog' }), file: config.stateFile })
-  const servers = new ServerService({ runtime, locks })
-  const backends = new BackendService({ runtime, catalog, locks, servers })
+  const store = deps.store ?? await openStore(config.store)
+  if (deps.store === undefined) app.addHook('onClose', async () => { await store.close() })
+  const identity = new ProcessIdentity()
+  const executor = new Executor({ runtime, store, lockTimeoutMs: LOCK_TIMEOUT_MS, logger: app.log.child({ module: 'executor' }) })
+  const servers = new ServerService({ runtime, executor })
+  const backends = new BackendService({ runtime, executor, identity })
+  const maps = new MapService({ runtime, executor })
+  const reconciler = new Reconciler({
+    runtime,
+    executor,
+    identity,
+    created: backends.created,
+    intervalMs: config.reconcileIntervalMs,
+    identityPollMs: config.identityPollMs,
+    concurrency: Math.max(1, config.runtimeMaxConnections - 1),
+    logger: app.log.child({ module: 'reconciler' })
+  })
+  app.decorate('reconciler', reconciler)
+  if (config.stateFile !== undefined) await importLegacyStateFile(config.stateFile, { runtime, store, logger: app.log })
+  if (deps.reconcile !== false) {
+    app.addHook('onReady', async () => { reconciler.start() })
+  }
+  // preClose runs before every onClose hook: the reconciler stops (its running pass finishes) before
+  // the runtime client and the store close under it.
+  app.addHook('preClose', async () => { await reconciler.stop() })
 
   await app.register(healthRoutes, { runtime })
+  await app.register(statusRoutes, { reconciler, identity, store })
   await app.register(backendRoutes, { prefix: '/backends', backends })
-  const maps = new MapService({ runtime, locks })
   await app.register(mapRoutes, { prefix: '/maps', maps })
   await app.register(serverRoutes, { prefix: '/backends/:backend/servers', servers })
   return app

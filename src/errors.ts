@@ -1,14 +1,70 @@
 /**
- * HTTP-facing errors and the one mapping from runtime errors to HTTP. Every error leaves the service
- * as an RFC 9457 problem document (`application/problem+json`) with a stable `code`.
+ * The one table from a failure's reason to its HTTP status and `HAPX_*` code, and the HTTP error
+ * type built from it. Every error leaves the service as an RFC 9457 problem document
+ * (`application/problem+json`) with a stable `code`; the reasons and what they mean are listed once,
+ * in src/engine/outcomes.ts, and in the OpenAPI description.
  * @see https://www.rfc-editor.org/rfc/rfc9457
  */
-import {
-  RuntimeArgumentError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
-} from './runtime/errors.ts'
-import type { RejectionKind } from './runtime/errors.ts'
+import { OperationError, REASONS, fromRuntime } from './engine/outcomes.ts'
+import type { FailureOutcome, Reason } from './engine/outcomes.ts'
+import { RuntimeError } from './runtime/errors.ts'
 
 export const PROBLEM_TYPE_BASE = 'https://hapctl.dev/problems/'
+
+/** The status of every reason. A missing reason does not compile. */
+export const STATUS_OF: Record<Reason, number> = {
+  VALIDATION_FAILED: 400,
+  INVALID_ARGUMENT: 400,
+  DUPLICATE_KEYS: 400,
+  INVALID_CURSOR: 400,
+  BAD_REQUEST: 400,
+  BAD_HTTP_REQUEST: 400,
+  MODE_REQUIRED: 400,
+  NO_DYNAMIC_SERVERS: 400,
+  SERVER_REJECTED: 400,
+  REJECTED_BY_HAPROXY: 422,
+  UNAUTHORIZED: 401,
+  NOT_FOUND: 404,
+  ROUTE_NOT_FOUND: 404,
+  BACKEND_NOT_FOUND: 404,
+  SERVER_NOT_FOUND: 404,
+  MAP_NOT_FOUND: 404,
+  MAP_ENTRY_NOT_FOUND: 404,
+  ALREADY_EXISTS: 409,
+  BACKEND_EXISTS: 409,
+  SERVER_EXISTS: 409,
+  MAP_ENTRY_EXISTS: 409,
+  CONFLICT: 409,
+  NOT_REMOVABLE: 409,
+  BACKEND_NOT_REMOVABLE: 409,
+  BACKEND_STATIC: 409,
+  CHECKS_NOT_CONFIGURED: 409,
+  AGENT_NOT_CONFIGURED: 409,
+  SERVER_HAS_NO_IP: 409,
+  MAP_UNWRITABLE: 409,
+  MAP_VERSION_CONFLICT: 409,
+  CURSOR_STALE: 409,
+  DESIRED_CONFLICT: 409,
+  PRECONDITION_FAILED: 412,
+  DEFAULTS_NOT_FOUND: 422,
+  INTERNAL: 500,
+  NOT_IMPLEMENTED: 501,
+  RUNTIME_FORBIDDEN: 502,
+  RUNTIME_UNSUPPORTED: 502,
+  RUNTIME_PROTOCOL: 502,
+  RUNTIME_ERROR: 502,
+  MAP_LOAD_INCOMPLETE: 502,
+  RUNTIME_UNAVAILABLE: 503,
+  HAPROXY_STOPPING: 503,
+  BUSY: 503,
+  STORE_UNAVAILABLE: 503,
+  RUNTIME_TIMEOUT: 504
+}
+
+/** `HAPROXY_STOPPING` → `HAPX_HAPROXY_STOPPING`. */
+export function codeOf (reason: Reason): string {
+  return `HAPX_${reason}`
+}
 
 export type ProblemExtras = {
   /** HAProxy's own message, verbatim, when HAProxy refused something. */
@@ -21,9 +77,11 @@ export type ProblemExtras = {
   state?: Record<string, unknown>
   /** Things the caller should know although the request succeeded or was refused. */
   warnings?: string[]
+  /** refused, undone, left or unknown: what HAProxy was left like. */
+  outcome?: FailureOutcome
 }
 
-/** An error with an HTTP status, a stable code (`HAPX_*`) and a human detail. */
+/** An error as the HTTP layer sends it: status, stable code, human detail and extras. */
 export class ApiError extends Error {
   readonly status: number
   readonly code: string
@@ -36,6 +94,11 @@ export class ApiError extends Error {
     this.code = code
     this.title = TITLES[status] ?? 'Error'
     this.extras = extras
+  }
+
+  /** An HTTP-layer error for one of the catalog's reasons. */
+  static of (reason: Reason, detail: string, extras: ProblemExtras = {}): ApiError {
+    return new ApiError(STATUS_OF[reason], codeOf(reason), detail, extras)
   }
 }
 
@@ -54,6 +117,7 @@ const TITLES: Record<number, string> = {
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
+  501: 'Not Implemented',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
   504: 'Gateway Timeout'
@@ -63,47 +127,29 @@ export function titleFor (status: number): string {
   return TITLES[status] ?? 'Error'
 }
 
-const REJECTION_STATUS: Record<RejectionKind, readonly [number, string]> = {
-  not_found: [404, 'HAPX_NOT_FOUND'],
-  exists: [409, 'HAPX_ALREADY_EXISTS'],
-  conflict: [409, 'HAPX_CONFLICT'],
-  invalid: [400, 'HAPX_REJECTED_BY_HAPROXY'],
-  // Our own socket lacks `level admin`: a deployment problem, not the client's.
-  forbidden: [502, 'HAPX_RUNTIME_FORBIDDEN'],
-  unsupported: [502, 'HAPX_RUNTIME_UNSUPPORTED'],
-  rejected: [422, 'HAPX_REJECTED_BY_HAPROXY']
+/** An operation's failure as the HTTP error it is answered with. */
+export function fromOperationError (err: OperationError): ApiError {
+  const extras: ProblemExtras = {}
+  if (err.haproxyMessage !== undefined) extras.haproxyMessage = err.haproxyMessage
+  if (err.command !== undefined) extras.command = err.command
+  if (err.errors !== undefined) extras.errors = err.errors
+  if (err.state !== undefined) extras.state = err.state
+  if (err.warnings !== undefined) extras.warnings = err.warnings
+  if (err.outcome !== undefined) extras.outcome = err.outcome
+  return new ApiError(STATUS_OF[err.reason], codeOf(err.reason), err.message, extras, { cause: err })
 }
 
-/** The single mapping from runtime errors to HTTP errors. */
-export function fromRuntimeError (err: RuntimeError): ApiError {
-  if (err instanceof RuntimeUnavailableError) {
-    return new ApiError(503, 'HAPX_RUNTIME_UNAVAILABLE', err.message, {}, { cause: err })
-  }
-  if (err instanceof RuntimeTimeoutError) {
-    return new ApiError(504, 'HAPX_RUNTIME_TIMEOUT', err.message, err.verb === undefined ? {} : { command: err.verb }, { cause: err })
-  }
-  if (err instanceof RuntimeProtocolError) {
-    return new ApiError(502, 'HAPX_RUNTIME_PROTOCOL', err.message, err.verb === undefined ? {} : { command: err.verb }, { cause: err })
-  }
-  if (err instanceof RuntimeArgumentError) {
-    return new ApiError(400, 'HAPX_INVALID_ARGUMENT', err.message, { errors: [{ field: err.field, message: err.message }] }, { cause: err })
-  }
-  if (err instanceof RuntimeCommandError) {
-    const [status, code] = REJECTION_STATUS[err.kind]
-    const detail = err.kind === 'forbidden'
-      ? `HAProxy refused '${err.verb}' for lack of privileges: HAPROXY_RUNTIME_API must point at a stats socket with 'level admin'`
-      : err.message
-    return new ApiError(status, code, detail, { haproxyMessage: err.haproxyMessage, command: err.verb }, { cause: err })
-  }
-  return new ApiError(502, 'HAPX_RUNTIME_ERROR', err.message, {}, { cause: err })
-}
-
-/** The refusal inside `err`, if HAProxy refused something. */
-export function rejectionOf (err: unknown): RuntimeCommandError | undefined {
-  return err instanceof RuntimeCommandError ? err : undefined
-}
-
-/** Runtime errors become HTTP errors (so services can add context); anything else passes through. */
+/** Operation and runtime failures become HTTP errors; anything else is returned as is. */
 export function asApiError (err: unknown): unknown {
-  return err instanceof RuntimeError ? fromRuntimeError(err) : err
+  if (err instanceof OperationError) return fromOperationError(err)
+  if (err instanceof RuntimeError) return fromOperationError(fromRuntime(err))
+  return err
+}
+
+/** The catalog as a Markdown table, for the OpenAPI description. */
+export function problemCatalogMarkdown (): string {
+  const rows = (Object.keys(REASONS) as Reason[])
+    .sort((a, b) => STATUS_OF[a] - STATUS_OF[b] || a.localeCompare(b))
+    .map(r => `| \`${codeOf(r)}\` | ${STATUS_OF[r]} | ${REASONS[r]} |`)
+  return ['| code | status | meaning |', '|---|---|---|', ...rows].join('\n')
 }

@@ -16,7 +16,7 @@ const offline: Runtime = {
 }
 
 export async function generateSpec (): Promise<string> {
-  const app = await buildApp({ config: loadConfig({}), runtime: offline, logger: false })
+  const app = await buildApp({ config: loadConfig({ HAPCTL_STORE: 'memory' }), runtime: offline, logger: false, reconcile: false })
   await app.ready()
   const spec = app.swagger()
   await app.close()

@@ -6,8 +6,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from '@fastify/type-provider-zod'
-import { ApiError, PROBLEM_TYPE_BASE, fromRuntimeError } from '../errors.ts'
-import { RuntimeError } from '../runtime/errors.ts'
+import { ApiError, PROBLEM_TYPE_BASE, asApiError } from '../errors.ts'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
 
@@ -26,13 +25,14 @@ export function sendProblem (reply: FastifyReply, request: FastifyRequest, err: 
 
 function toApiError (err: unknown): ApiError {
   if (err instanceof ApiError) return err
-  if (err instanceof RuntimeError) return fromRuntimeError(err)
+  const mapped = asApiError(err)
+  if (mapped instanceof ApiError) return mapped
   if (hasZodFastifySchemaValidationErrors(err)) {
     const errors = err.validation.map(v => ({
       field: [err.validationContext, ...String(v.instancePath ?? '').split('/').filter(Boolean)].join('.'),
       message: v.message ?? 'invalid'
     }))
-    return new ApiError(400, 'HAPX_VALIDATION_FAILED', `invalid request: ${errors.map(e => `${e.field}: ${e.message}`).join('; ')}`, { errors })
+    return ApiError.of('VALIDATION_FAILED', `invalid request: ${errors.map(e => `${e.field}: ${e.message}`).join('; ')}`, { errors })
   }
   if (isResponseSerializationError(err)) {
     return new ApiError(500, 'HAPX_INTERNAL', 'the response did not match its schema', {}, { cause: err })
@@ -54,6 +54,6 @@ export function registerErrorHandler (app: FastifyInstance): void {
     return sendProblem(reply, request, problem)
   })
   app.setNotFoundHandler(function (request, reply) {
-    return sendProblem(reply, request, new ApiError(404, 'HAPX_ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`))
+    return sendProblem(reply, request, ApiError.of('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`))
   })
 }

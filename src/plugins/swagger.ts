@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { jsonSchemaTransform, jsonSchemaTransformObject } from '@fastify/type-provider-zod'
-import { titleFor } from '../errors.ts'
+import { problemCatalogMarkdown, titleFor } from '../errors.ts'
 
 export const API_VERSION = '0.1.0'
 
@@ -70,13 +70,19 @@ export async function registerSwagger (app: FastifyInstance): Promise<void> {
         title: 'hapctl',
         version: API_VERSION,
         description: "A REST control plane for HAProxy 3.4's Runtime API: dynamic backends, servers and maps, validated, " +
-          'with structured errors (RFC 9457 problem details) instead of free-text replies.'
+          'with structured errors (RFC 9457 problem details) instead of free-text replies.\n\n' +
+          'What is done through hapctl is kept as desired state (a store with revisions) and put back into HAProxy by a ' +
+          'reconciler after every restart or reload of HAProxy, and whenever it drifts: `GET /status` shows how HAProxy compares. ' +
+          'A failed write says in `outcome` what HAProxy was left like: `refused`, `undone`, `left`, or `unknown` (no answer came; ' +
+          'the change was recorded and hapctl makes HAProxy match it).\n\n' +
+          '## Problem codes\n\n' + problemCatalogMarkdown()
       },
       tags: [
         { name: 'backends', description: 'Dynamic and static backends' },
         { name: 'servers', description: 'Servers of a backend: add, drain, change, delete' },
         { name: 'maps', description: 'Map entries: single changes and atomic replacement' },
-        { name: 'health', description: 'Liveness and readiness' }
+        { name: 'health', description: 'Liveness and readiness' },
+        { name: 'status', description: 'Desired state, reconciliation and drift' }
       ],
       components: {
         securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'API_TOKEN, when the service sets one' } }

@@ -5,7 +5,7 @@
  */
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { z } from 'zod'
-import type { BackendService } from '../services/backends.ts'
+import type { BackendService } from '../resources/backends/service.ts'
 import { ProblemSchema, RUNTIME_PROBLEMS, WRITE_PROBLEMS } from '../schemas/common.ts'
 import {
   BackendListSchema, BackendParamsSchema, BackendSchema, CreateBackendSchema, DeleteBackendQuerySchema, PatchBackendSchema

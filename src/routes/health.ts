@@ -6,7 +6,7 @@ import { z } from 'zod'
 import type { Runtime } from '../runtime/client.ts'
 import { showInfo } from '../runtime/commands/index.ts'
 import { ProblemSchema } from '../schemas/common.ts'
-import { ApiError } from '../errors.ts'
+import { OperationError } from '../engine/outcomes.ts'
 
 const HealthSchema = z.object({ status: z.literal('ok') }).meta({ id: 'Health' })
 const ReadySchema = z.object({
@@ -48,7 +48,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ runtime: Runtime }> = async f
     const [info] = await opts.runtime.execute([showInfo()])
     if (info.stopping) {
       // An old worker after a reload: it accepts changes and then loses them (runtime-notes 6.3).
-      throw new ApiError(503, 'HAPX_HAPROXY_STOPPING', `the HAProxy process answering (pid ${info.pid}) is stopping after a reload; changes sent to it would be lost`)
+      throw new OperationError('HAPROXY_STOPPING', `the HAProxy process answering (pid ${info.pid}) is stopping after a reload; changes sent to it would be lost`)
     }
     const { nodeName: _node, ...haproxy } = info
     return { status: 'ready' as const, haproxy }

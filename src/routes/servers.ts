@@ -5,7 +5,7 @@
  */
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { z } from 'zod'
-import type { ServerService } from '../services/servers.ts'
+import type { ServerService } from '../resources/servers/service.ts'
 import { ProblemSchema, RUNTIME_PROBLEMS, WRITE_PROBLEMS } from '../schemas/common.ts'
 import {
   BackendServersParamsSchema, CreateServerSchema, DeleteServerQuerySchema, PatchServerSchema, ServerListSchema, ServerParamsSchema, ServerSchema

@@ -3,7 +3,7 @@ import type { Server, Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.ts'
-import { loadConfig } from '../../src/config.ts'
+import { testConfig } from '../helpers/build-test-app.ts'
 import { freePort, startHaproxy } from '../helpers/haproxy.ts'
 import type { HaproxyInstance } from '../helpers/haproxy.ts'
 
@@ -20,7 +20,7 @@ let h: HaproxyInstance
 const apps: FastifyInstance[] = []
 
 async function appFor (env: Record<string, string>): Promise<FastifyInstance> {
-  const app = await buildApp({ config: loadConfig(env), logger: false })
+  const app = await buildApp({ config: testConfig(env), logger: false })
   apps.push(app)
   return app
 }

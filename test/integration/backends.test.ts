@@ -1,11 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { buildApp } from '../../src/app.ts'
-import { loadConfig } from '../../src/config.ts'
-import { TCP_MODE_WARNING } from '../../src/services/backends.ts'
+import { testConfig } from '../helpers/build-test-app.ts'
+import { TCP_MODE_WARNING } from '../../src/resources/backends/view.ts'
 import { httpGet, startHaproxy, waitFor } from '../helpers/haproxy.ts'
 import type { HaproxyInstance, HttpResult } from '../helpers/haproxy.ts'
 
@@ -23,7 +23,7 @@ let app: FastifyInstance
 beforeAll(async () => {
   // alpha and slow serve the dynamic backends; web1 is the default backend's server.
   h = await startHaproxy({ upstreams: ['web1', 's1', 'r1', 'alpha', 'slow'] })
-  app = await buildApp({ config: loadConfig({ HAPROXY_RUNTIME_API: h.runtimeApi }), logger: false })
+  app = await buildApp({ config: testConfig({ HAPROXY_RUNTIME_API: h.runtimeApi }), logger: false })
 })
 
 afterAll(async () => {
@@ -262,8 +262,8 @@ describe('DELETE /backends/:name while a request is in flight', () => {
     const refused = await app.inject({ method: 'DELETE', url: '/backends/dyn_slow?timeout=1s' })
     expect(refused.statusCode).toBe(409)
     const problem = refused.json()
-    expect(problem).toMatchObject({ code: 'HAPX_NOT_REMOVABLE', command: 'wait srv-removable', state: { backend: 'dyn_slow', restored: true, published: true } })
-    expect(problem.detail).toMatch(/put back as they were/)
+    expect(problem).toMatchObject({ code: 'HAPX_NOT_REMOVABLE', command: 'wait srv-removable', outcome: 'undone', state: { target: { kind: 'backend', id: 'dyn_slow' }, left: [] } })
+    expect(problem.detail).toMatch(/still had connections.*was put back/)
     expect(problem.haproxyMessage).toMatch(/still has connections attached/)
 
     // Restored: published, the server ready again, and new requests reach it.
@@ -336,19 +336,36 @@ describe('DELETE /backends/:name refusals', () => {
 })
 
 describe('a restarted hapctl', () => {
-  it('still knows the backends it created when it keeps a state file', async () => {
+  it('still knows the backends it created when it restarts with its store', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hapctl-state-'))
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
-    const env = { HAPROXY_RUNTIME_API: h.runtimeApi, HAPCTL_STATE_FILE: join(dir, 'state.json') }
-    const before = await buildApp({ config: loadConfig(env), logger: false })
+    const env = { HAPROXY_RUNTIME_API: h.runtimeApi, HAPCTL_STORE: join(dir, 'hapctl.db') }
+    const before = await buildApp({ config: testConfig(env), logger: false })
     expect((await before.inject({ method: 'POST', url: '/backends', payload: { name: 'kept', from: 'nomode', mode: 'http' } })).statusCode).toBe(201)
     await before.close()
 
-    const after = await buildApp({ config: loadConfig(env), logger: false })
+    const after = await buildApp({ config: testConfig(env), logger: false })
     onTestFinished(() => after.close())
     expect((await after.inject({ url: '/backends/kept' })).json()).toMatchObject({ dynamic: true, from: 'nomode' })
     // Known as its own, it is deleted without force=true.
     expect((await after.inject({ method: 'DELETE', url: '/backends/kept' })).statusCode).toBe(204)
     expect(await backendNames()).not.toContain('kept')
+  })
+
+  it('imports the backends of an old HAPCTL_STATE_FILE once, then renames it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hapctl-state-'))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    expect(await h.cli('add backend legacy from nomode mode http')).toMatch(/New backend registered/)
+    const info = await h.cli('show info')
+    const pid = /^Pid: (\d+)$/m.exec(info)?.[1]
+    const start = /^Start_time_sec: (\d+)$/m.exec(info)?.[1]
+    const file = join(dir, 'state.json')
+    writeFileSync(file, JSON.stringify({ version: 1, process: `${pid}@${start}`, backends: { legacy: { from: 'nomode', createdAt: new Date().toISOString(), dynamicServers: true } } }))
+    const app2 = await buildApp({ config: testConfig({ HAPROXY_RUNTIME_API: h.runtimeApi, HAPCTL_STATE_FILE: file }), logger: false })
+    onTestFinished(() => app2.close())
+    expect((await app2.inject({ url: '/backends/legacy' })).json()).toMatchObject({ dynamic: true, from: 'nomode', mode: 'http', published: false })
+    expect(existsSync(file)).toBe(false)
+    expect(existsSync(`${file}.imported`)).toBe(true)
+    expect((await app2.inject({ method: 'DELETE', url: '/backends/legacy' })).statusCode).toBe(204)
   })
 })

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.ts'
-import { loadConfig } from '../../src/config.ts'
+import { testConfig } from '../helpers/build-test-app.ts'
 import { defaultConfig, httpGet, startHaproxy, waitFor } from '../helpers/haproxy.ts'
 import type { HaproxyInstance } from '../helpers/haproxy.ts'
 
@@ -19,7 +19,7 @@ beforeAll(async () => {
     config: ctx => defaultConfig(ctx).replace(/stats timeout \S+/, 'stats timeout 1s')
   })
   expect(h.config).toMatch(/stats timeout 1s/)
-  app = await buildApp({ config: loadConfig({ HAPROXY_RUNTIME_API: h.runtimeApi }), logger: false })
+  app = await buildApp({ config: testConfig({ HAPROXY_RUNTIME_API: h.runtimeApi }), logger: false })
 })
 
 afterAll(async () => {

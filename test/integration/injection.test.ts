@@ -1,7 +1,7 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.ts'
-import { loadConfig } from '../../src/config.ts'
+import { testConfig } from '../helpers/build-test-app.ts'
 import { startHaproxy } from '../helpers/haproxy.ts'
 import type { HaproxyInstance } from '../helpers/haproxy.ts'
 
@@ -18,7 +18,7 @@ let app: FastifyInstance
 
 beforeAll(async () => {
   h = await startHaproxy()
-  app = await buildApp({ config: loadConfig({ HAPROXY_RUNTIME_API: h.runtimeApi }), logger: false })
+  app = await buildApp({ config: testConfig({ HAPROXY_RUNTIME_API: h.runtimeApi }), logger: false })
   // Something for the payloads to damage: a dynamic backend with a server, and a map entry.
   const created = await app.inject({ method: 'POST', url: '/backends', payload: { name: 'dyn_inj', from: 'mydefaults', published: true } })
   expect(created.statusCode).toBe(201)

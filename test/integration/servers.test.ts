@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.ts'
-import { loadConfig } from '../../src/config.ts'
+import { testConfig } from '../helpers/build-test-app.ts'
 import { httpGet, startHaproxy, waitFor } from '../helpers/haproxy.ts'
 import type { HaproxyInstance } from '../helpers/haproxy.ts'
 
@@ -18,7 +18,7 @@ describe('servers on a real HAProxy', () => {
 
   beforeAll(async () => {
     h = await startHaproxy({ upstreams: ['web1', 's1', 'r1', 'a', 'b', 'slow'] })
-    app = await buildApp({ config: loadConfig({ HAPROXY_RUNTIME_API: h.runtimeApi }), logger: false })
+    app = await buildApp({ config: testConfig({ HAPROXY_RUNTIME_API: h.runtimeApi }), logger: false })
     for (const name of ['dyn', 'slowbe']) {
       const res = await app.inject({ method: 'POST', url: '/backends', payload: { name, from: 'mydefaults', published: true } })
       expect(res.statusCode, res.body).toBe(201)
@@ -188,13 +188,13 @@ describe('servers on a real HAProxy', () => {
     expect(await haproxy().cli('show servers state slowbe')).not.toMatch(/slow1/)
   })
 
-  it('delete answers 409 at the deadline and leaves the server in maintenance', async () => {
+  it('delete answers 409 at the deadline and puts the server back in service', async () => {
     expect((await post('/backends/slowbe/servers', { name: 'slow2', address: '127.0.0.1', port: port('slow') })).statusCode).toBe(201)
     const request = httpGet(haproxy().frontendUrl + '/sleep/3000')
     await waitFor(() => server('slowbe', 'slow2'), s => s.sessions >= 1, { timeoutMs: 5000, intervalMs: 20 })
     const res = await del('/backends/slowbe/servers/slow2?timeout=500ms')
-    expect(res.json()).toMatchObject({ status: 409, code: 'HAPX_NOT_REMOVABLE', state: { adminState: 'maint' } })
-    expect(await server('slowbe', 'slow2')).toMatchObject({ adminState: 'maint' })
+    expect(res.json()).toMatchObject({ status: 409, code: 'HAPX_NOT_REMOVABLE', outcome: 'undone' })
+    expect(await server('slowbe', 'slow2')).toMatchObject({ adminState: 'ready' })
     expect((await request).status).toBe(200)
     expect((await del('/backends/slowbe/servers/slow2')).statusCode).toBe(204)
   })
@@ -219,8 +219,8 @@ describe('servers on a real HAProxy', () => {
     const good = { name: 'g1', address: '127.0.0.1', port: port('a') }
     const bad = { name: 'g2', address: '127.0.0.1', port: port('b'), ssl: true, sslVerify: 'required' }
     const res = await post('/backends', { name: 'allornot', from: 'mydefaults', servers: [good, bad] })
-    expect(res.json()).toMatchObject({ status: 400, code: 'HAPX_SERVER_REJECTED', state: { exists: false, serversRemoved: ['g1'] } })
-    expect(res.json().detail).toMatch(/removed again/)
+    expect(res.json()).toMatchObject({ status: 400, code: 'HAPX_SERVER_REJECTED', outcome: 'undone', state: { left: [] } })
+    expect(res.json().detail).toMatch(/was put back/)
     expect(await haproxy().cli('show backend')).not.toMatch(/allornot/)
     expect((await get('/backends/allornot')).statusCode).toBe(404)
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { RuntimeTimeoutError, RuntimeUnavailableError } from '../../src/runtime/errors.ts'
 import { buildTestApp } from '../helpers/build-test-app.ts'
 import { fakeRuntime } from '../helpers/fake-runtime.ts'
+import { MemoryStore } from '../../src/engine/store/memory.ts'
 
 const STATE_HEADER = '1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port'
 
@@ -158,15 +159,28 @@ describe('POST servers', () => {
 
   it('removes the server again when a later step fails, and says so', async () => {
     const rt = haproxy({ 'set server web/s2 state ready': 'some refusal' })
-    const app = await buildTestApp(rt)
+    const store = new MemoryStore()
+    const app = await buildTestApp(rt, {}, { store })
     const res = await app.inject({ method: 'POST', url: '/backends/web/servers', payload: { name: 's2', address: '10.0.0.1', port: 80 } })
-    expect(res.json()).toMatchObject({ status: 422, haproxyMessage: 'some refusal', state: { server: 's2', removed: true } })
-    expect(res.json().detail).toMatch(/removed again/)
+    expect(res.json()).toMatchObject({ status: 422, haproxyMessage: 'some refusal', outcome: 'undone', state: { target: { kind: 'server', id: 'web/s2' }, left: [] } })
+    expect(res.json().detail).toMatch(/put back/)
     expect(changes(rt.sent)).toEqual(['add server web/s2 10.0.0.1:80', 'set server web/s2 state ready', 'set server web/s2 state maint', 'wait 2000ms srv-removable web/s2', 'del server web/s2'])
     expect(rt.backends.get('web')!.map(s => s.name)).toEqual(['w1'])
+    expect(await store.getServer('web', 's2')).toBeUndefined()
+    expect(await store.revision()).toBe(0)
   })
 
-  it('removes a server whose add went through although no answer came back', async () => {
+  it('keeps an added server in the desired state', async () => {
+    const store = new MemoryStore()
+    const app = await buildTestApp(haproxy(), {}, { store })
+    const res = await app.inject({ method: 'POST', url: '/backends/web/servers', payload: { name: 's2', address: '10.0.0.1', port: 80, weight: 3 } })
+    expect(res.statusCode, res.body).toBe(201)
+    expect(await store.getServer('web', 's2')).toEqual({
+      backend: 'web', name: 's2', spec: { address: '10.0.0.1', port: 80, check: false, weight: 3 }, adminState: 'ready', weight: null, healthChecks: null, agentChecks: null
+    })
+  })
+
+  it('records an add whose answer was lost as desired state, for the reconciler to settle, instead of racing HAProxy', async () => {
     const rt = haproxy()
     const execute = rt.execute.bind(rt)
     // HAProxy applies the whole sequence, then the reply is lost.
@@ -175,10 +189,13 @@ describe('POST servers', () => {
       if (commands.some(c => c.text === 'add server web/s3 10.0.0.1:80')) throw new RuntimeTimeoutError(5000, 'set server state')
       return results
     }) as typeof rt.execute
-    const app = await buildTestApp(rt)
+    const store = new MemoryStore()
+    const app = await buildTestApp(rt, {}, { store })
     const res = await app.inject({ method: 'POST', url: '/backends/web/servers', payload: { name: 's3', address: '10.0.0.1', port: 80 } })
-    expect(res.json()).toMatchObject({ status: 504, code: 'HAPX_RUNTIME_TIMEOUT', state: { server: 's3', removed: true } })
-    expect(rt.backends.get('web')!.map(s => s.name)).toEqual(['w1'])
+    expect(res.json()).toMatchObject({ status: 504, code: 'HAPX_RUNTIME_TIMEOUT', outcome: 'unknown', state: { revision: 1 } })
+    expect(res.json().detail).toMatch(/recorded as desired state \(revision 1\)/)
+    expect(await store.getServer('web', 's3')).toMatchObject({ adminState: 'ready' })
+    expect(changes(rt.sent)).not.toContain('del server web/s3')
   })
 })
 
@@ -213,8 +230,8 @@ describe('PATCH servers', () => {
     const rt = haproxy({ 'set server web/w1 state maint': 'boom' })
     const app = await buildTestApp(rt)
     const res = await app.inject({ method: 'PATCH', url: '/backends/web/servers/w1', payload: { weight: 2, state: 'maint' } })
-    expect(res.json()).toMatchObject({ status: 422, haproxyMessage: 'boom', state: { restored: true } })
-    expect(res.json().detail).toMatch(/set server weight was put back/)
+    expect(res.json()).toMatchObject({ status: 422, haproxyMessage: 'boom', outcome: 'undone', state: { undone: ['set server weight'], left: [] } })
+    expect(res.json().detail).toMatch(/\(set server weight\) was put back/)
     expect(changes(rt.sent)).toEqual(['set server web/w1 weight 2', 'set server web/w1 state maint', 'set server web/w1 weight 1'])
     expect(rt.backends.get('web')![0]).toMatchObject({ weight: 1, admin: 0 })
   })
@@ -228,7 +245,7 @@ describe('PATCH servers', () => {
     expect(changes(rt.sent)).toEqual(['set server web/np addr 127.0.0.3'])
   })
 
-  it('puts back everything when the answer is lost, since any step may have run', async () => {
+  it('records state and weight of a static server as desired when the answer is lost', async () => {
     const rt = haproxy()
     const execute = rt.execute.bind(rt)
     let calls = 0
@@ -237,10 +254,26 @@ describe('PATCH servers', () => {
       if (commands.some(c => c.text === 'set server web/w1 weight 5') && calls++ === 0) throw new RuntimeTimeoutError(5000, 'set server state')
       return results
     }) as typeof rt.execute
-    const app = await buildTestApp(rt)
+    const store = new MemoryStore()
+    const app = await buildTestApp(rt, {}, { store })
     const res = await app.inject({ method: 'PATCH', url: '/backends/web/servers/w1', payload: { weight: 5, state: 'drain' } })
-    expect(res.json()).toMatchObject({ status: 504, state: { restored: true } })
-    expect(rt.backends.get('web')![0]).toMatchObject({ weight: 1, admin: 0 })
+    expect(res.json()).toMatchObject({ status: 504, outcome: 'unknown' })
+    expect(await store.getStaticServer('web', 'w1')).toEqual({ backend: 'web', name: 'w1', adminState: 'drain', weight: 5 })
+  })
+
+  it('puts back everything when the answer is lost and nothing is kept for the change, since any step may have run', async () => {
+    const rt = haproxy()
+    const execute = rt.execute.bind(rt)
+    let calls = 0
+    rt.execute = (async (commands: Parameters<typeof execute>[0]) => {
+      const results = await execute(commands)
+      if (commands.some(c => c.text === 'set server web/w1 addr 127.0.0.9 port 81') && calls++ === 0) throw new RuntimeTimeoutError(5000, 'set server addr')
+      return results
+    }) as typeof rt.execute
+    const app = await buildTestApp(rt)
+    const res = await app.inject({ method: 'PATCH', url: '/backends/web/servers/w1', payload: { address: '127.0.0.9', port: 81 } })
+    expect(res.json()).toMatchObject({ status: 504, outcome: 'undone' })
+    expect(rt.backends.get('web')![0]).toMatchObject({ addr: '127.0.0.1', port: 8080 })
   })
 })
 
@@ -254,13 +287,14 @@ describe('DELETE servers', () => {
     expect(changes(rt.sent)).toEqual(['disable agent web/w1', 'set server web/w1 state maint', 'shutdown sessions server web/w1', 'wait 2000ms srv-removable web/w1', 'del server web/w1'])
   })
 
-  it('answers 409 at the deadline and says the server was left in maintenance', async () => {
+  it('answers 409 at the deadline and puts the server back in service', async () => {
     const rt = haproxy({ 'wait 500ms srv-removable web/w1': 'Wait delay expired. Server still has connections attached to it, cannot remove it.' })
     const app = await buildTestApp(rt)
     const res = await app.inject({ method: 'DELETE', url: '/backends/web/servers/w1?timeout=500ms' })
-    expect(res.json()).toMatchObject({ status: 409, code: 'HAPX_NOT_REMOVABLE', state: { adminState: 'maint' } })
-    expect(res.json().detail).toMatch(/left in maintenance/)
-    expect(changes(rt.sent)).not.toContain('del server web/w1')
+    expect(res.json()).toMatchObject({ status: 409, code: 'HAPX_NOT_REMOVABLE', outcome: 'undone' })
+    expect(res.json().detail).toMatch(/still had connections.*put back/)
+    expect(changes(rt.sent)).toEqual(['set server web/w1 state maint', 'wait 500ms srv-removable web/w1', 'set server web/w1 state ready'])
+    expect(rt.backends.get('web')![0]).toMatchObject({ admin: 0 })
   })
 
   it('404s unknown servers without sending changes', async () => {
@@ -280,8 +314,8 @@ describe('POST /backends with servers', () => {
       url: '/backends',
       payload: { name: 'new', from: 'mydefaults', published: true, servers: [{ name: 'a', address: '10.0.0.1', port: 80 }, { name: 'b', address: '10.0.0.2', port: 80, ssl: true, sslVerify: 'required' }] }
     })
-    expect(res.json()).toMatchObject({ status: 400, code: 'HAPX_SERVER_REJECTED', state: { exists: false, serversRemoved: ['a'], failedServer: 'b' } })
-    expect(res.json().detail).toMatch(/server 'b' \(2 of 2\).*removed again.*backend was removed again/)
+    expect(res.json()).toMatchObject({ status: 400, code: 'HAPX_SERVER_REJECTED', outcome: 'undone', state: { left: [] } })
+    expect(res.json().detail).toMatch(/server 'b'.*put back/)
     expect(changes(rt.sent)).toEqual([
       'add backend new from mydefaults', 'add server new/a 10.0.0.1:80', 'set server new/a state ready',
       'add server new/b 10.0.0.2:80 ssl verify required',

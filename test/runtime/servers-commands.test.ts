@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import * as cmd from '../../src/runtime/commands/index.ts'
 import { RuntimeArgumentError, RuntimeCommandError } from '../../src/runtime/errors.ts'
-import { adminStateOf, joinServers, normalizeStatus, parseCheckStatus } from '../../src/services/servers.ts'
+import { adminStateOf, joinServers, normalizeStatus, parseCheckStatus } from '../../src/resources/servers/view.ts'
 import { parseServersState, parseShowStat } from '../../src/runtime/parsers.ts'
 
 const refusal = (c: cmd.Command<unknown>, reply: string) => {

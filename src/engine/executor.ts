@@ -1,0 +1,284 @@
+/**
+ * The one executor: every write to HAProxy goes through run(). It takes the target's lock (with a
+ * deadline), lets the planner read and build its plan under that lock, applies the steps in order,
+ * puts applied steps back in reverse when one fails, and commits the plan's desired-state change to
+ * the store only once HAProxy has taken it (apply → commit → reply). When a step gets no verdict (a
+ * timeout, a cut connection), HAProxy may still run it later, so undoing would race it: the change is
+ * recorded as desired instead and the reconciler makes HAProxy match.
+ *
+ * It is also the one hook for what every write shares: the store today; the audit trail, token
+ * scopes and one run per HAProxy node later.
+ */
+import type { Runtime } from '../runtime/client.ts'
+import type { DesiredStateStore } from './store/types.ts'
+import type { Plan, Step, StepContext, Target } from './plan.ts'
+import { KeyedLock, LockTimeoutError } from './locks.ts'
+import { OperationError, isVerdictless, rejectionOf, toOperationError } from './outcomes.ts'
+import type { FailureOutcome } from './outcomes.ts'
+
+export type Applied = {
+  readonly kind: 'applied'
+  readonly applied: readonly string[]
+  /** The store revision of the change; undefined for plans without one. */
+  readonly revision: number | undefined
+}
+
+export type Failed = {
+  readonly kind: FailureOutcome
+  /** What went wrong, with `outcome` and `state` filled in. */
+  readonly error: OperationError
+  readonly applied: readonly string[]
+  readonly undone: readonly string[]
+  readonly left: readonly string[]
+  readonly revision: number | undefined
+}
+
+export type Outcome = Applied | Failed
+
+export type RunOptions = {
+  readonly target: Target
+  /** The lock to hold; default `<kind>:<id>`. Servers lock their backend, so a deletion cannot race an add. */
+  readonly lock?: string | undefined
+  /** Who asks: `api` (a token's name later), `reconciler`. */
+  readonly actor?: string | undefined
+  readonly requestId?: string | undefined
+  /** How long to wait for the lock; default the executor's. */
+  readonly lockTimeoutMs?: number | undefined
+}
+
+export type ExecutorLogger = {
+  info: (obj: object, msg: string) => void
+  warn: (obj: object, msg: string) => void
+}
+
+export type ExecutorOptions = {
+  runtime: Runtime
+  store: DesiredStateStore
+  locks?: KeyedLock
+  lockTimeoutMs: number
+  logger?: ExecutorLogger | undefined
+}
+
+export type CommitListener = (event: { revision: number, plan: Plan, actor: string, outcome: 'applied' | 'unknown' }) => void
+
+export class Executor {
+  readonly runtime: Runtime
+  readonly store: DesiredStateStore
+  readonly locks: KeyedLock
+  readonly #lockTimeoutMs: number
+  readonly #logger: ExecutorLogger | undefined
+  readonly #listeners = new Set<CommitListener>()
+
+  constructor (opts: ExecutorOptions) {
+    this.runtime = opts.runtime
+    this.store = opts.store
+    this.locks = opts.locks ?? new KeyedLock()
+    this.#lockTimeoutMs = opts.lockTimeoutMs
+    this.#logger = opts.logger
+  }
+
+  /** Called after every commit (applied or recorded with an unknown outcome): the reconciler, later the watch stream. */
+  onCommit (listener: CommitListener): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  /** Runs `fn` under the target's lock, for reads that must not interleave with a write (and for the reconciler). */
+  async locked<T> (opts: RunOptions, fn: () => Promise<T>): Promise<T> {
+    const key = opts.lock ?? `${opts.target.kind}:${opts.target.id}`
+    try {
+      return await this.locks.run(key, fn, { timeoutMs: opts.lockTimeoutMs ?? this.#lockTimeoutMs })
+    } catch (err) {
+      if (err instanceof LockTimeoutError) {
+        throw new OperationError('BUSY', err.message, { outcome: 'refused', state: { target: opts.target, changed: false } })
+      }
+      throw err
+    }
+  }
+
+  /**
+   * Under the target's lock: `build` reads what it needs and returns the plan; its steps run; the
+   * change is committed; `then` (still under the lock) reads the result. A failure in `build` or `then`
+   * is thrown as is (nothing was applied, or everything was); a failure of a step becomes the outcome.
+   */
+  async run<T> (opts: RunOptions, build: (ctx: StepContext) => Promise<Plan>, then?: (outcome: Applied) => Promise<T>): Promise<{ outcome: Outcome, value: T | undefined }> {
+    return this.locked(opts, async () => {
+      const ctx: StepContext = { runtime: this.runtime }
+      const plan = await build(ctx)
+      const outcome = await this.#execute(ctx, plan, opts)
+      const value = outcome.kind === 'applied' && then !== undefined ? await then(outcome) : undefined
+      return { outcome, value }
+    })
+  }
+
+  /** run(), with a failed outcome thrown as its OperationError. */
+  async perform<T> (opts: RunOptions, build: (ctx: StepContext) => Promise<Plan>, then?: (outcome: Applied) => Promise<T>): Promise<T> {
+    const { outcome, value } = await this.run(opts, build, then)
+    if (outcome.kind !== 'applied') throw outcome.error
+    return value as T
+  }
+
+  async #execute (ctx: StepContext, plan: Plan, opts: RunOptions): Promise<Outcome> {
+    const actor = opts.actor ?? 'api'
+    const applied: Step[] = []
+    for (const batch of batches(plan.steps)) {
+      try {
+        await this.#applyBatch(ctx, batch)
+      } catch (err) {
+        const { done, failed, inDoubt } = whereItStopped(batch, err)
+        applied.push(...done)
+        return this.#fail(ctx, plan, opts, applied, failed, inDoubt, err)
+      }
+      applied.push(...batch)
+    }
+    let revision: number | undefined
+    if (plan.changes !== undefined && plan.changes.length > 0) {
+      try {
+        revision = await this.store.commit(plan.changes, { actor, action: plan.action, target: plan.target, requestId: opts.requestId })
+      } catch (err) {
+        // HAProxy has the change but the store does not: left like that, the reconciler would revert
+        // it later without anyone being told. Put it back now and say so.
+        this.#logger?.warn({ err, target: plan.target }, 'the desired-state store refused a commit; undoing the change')
+        const cause = new OperationError('STORE_UNAVAILABLE', `the change was applied to HAProxy but could not be recorded (${(err as Error).message})`, { cause: err })
+        return this.#rollback(ctx, plan, applied, cause)
+      }
+      this.#notify({ revision, plan, actor, outcome: 'applied' })
+    }
+    return { kind: 'applied', applied: applied.map(s => s.label), revision }
+  }
+
+  /** A function step alone, or consecutive command steps on one connection. */
+  async #applyBatch (ctx: StepContext, batch: readonly Step[]): Promise<void> {
+    const first = batch[0] as Step
+    if (first.apply !== undefined) return first.apply(ctx)
+    const commands = batch.flatMap(s => s.commands ?? [])
+    if (commands.length > 0) await ctx.runtime.execute(commands)
+  }
+
+  /**
+   * `failed` is the step that failed; `inDoubt` the steps that may or may not have been applied (on a
+   * verdictless failure: the whole batch from the failed step on).
+   */
+  async #fail (ctx: StepContext, plan: Plan, opts: RunOptions, applied: Step[], failed: Step, inDoubt: Step[], err: unknown): Promise<Failed> {
+    let error = toOperationError(err)
+    error = failed.explain?.(error) ?? error
+    if (inDoubt.length > 0 && plan.changes !== undefined && plan.changes.length > 0) {
+      // The command went out and nothing came back: HAProxy may apply it now or later (it runs
+      // commands whose client has gone). Undoing would race it; record what was asked instead.
+      const actor = opts.actor ?? 'api'
+      let revision: number | undefined
+      try {
+        revision = await this.store.commit(plan.changes, { actor, action: plan.action, target: plan.target, requestId: opts.requestId })
+      } catch (storeErr) {
+        this.#logger?.warn({ err: storeErr, target: plan.target }, 'could not record a change whose outcome is unknown')
+      }
+      if (revision !== undefined) {
+        this.#notify({ revision, plan, actor, outcome: 'unknown' })
+        error = error.extend({
+          suffix: `; whether ${inDoubt.map(s => `'${s.label}'`).join(', ')} took effect is unknown: the change was recorded as desired state (revision ${revision}) and hapctl will make HAProxy match it`,
+          outcome: 'unknown',
+          state: { target: plan.target, outcome: 'unknown', revision, applied: applied.map(s => s.label), inDoubt: inDoubt.map(s => s.label) }
+        })
+        this.#logger?.warn({ target: plan.target, revision, inDoubt: inDoubt.map(s => s.label) }, 'outcome unknown; recorded for the reconciler')
+        return { kind: 'unknown', error, applied: applied.map(s => s.label), undone: [], left: [], revision }
+      }
+    }
+    // Steps in doubt are put back too: undoing what did not run only sets the value it already has,
+    // and removing what was not added finds nothing.
+    return this.#rollback(ctx, plan, [...applied, ...inDoubt], error)
+  }
+
+  async #rollback (ctx: StepContext, plan: Plan, applied: Step[], error: OperationError): Promise<Failed> {
+    const undone: string[] = []
+    const left: string[] = []
+    const undoErrors: string[] = []
+    const reversed = [...applied].reverse()
+    for (const batch of batches(reversed, true)) {
+      const first = batch[0] as Step
+      if (first.undo === undefined && first.undoCommands === undefined) {
+        // A step that cannot be put back (a deleted server) is a point of no return: putting back what
+        // came before it (publishing a backend whose servers are gone) would do more harm than good.
+        // It and everything before it are left as they are; for objects hapctl keeps, the reconciler
+        // brings HAProxy back to the desired state.
+        left.push(...reversed.slice(reversed.indexOf(first)).map(s => s.label))
+        break
+      }
+      try {
+        if (first.undo !== undefined) await first.undo(ctx)
+        else {
+          const commands = batch.flatMap(s => s.undoCommands ?? [])
+          if (commands.length > 0) await ctx.runtime.execute(commands)
+        }
+        undone.push(...batch.map(s => s.label))
+      } catch (undoErr) {
+        const { done, failed, inDoubt } = whereItStopped(batch, undoErr, true)
+        undone.push(...done.map(s => s.label))
+        const notUndone = inDoubt.length > 0 ? inDoubt : batch.slice(batch.indexOf(failed))
+        left.push(...notUndone.map(s => s.label))
+        undoErrors.push(`${failed.label}: ${(undoErr as Error).message}`)
+      }
+    }
+    const kind: FailureOutcome = applied.length === 0 ? 'refused' : left.length === 0 ? 'undone' : 'left'
+    const suffix = kind === 'refused'
+      ? '; nothing was changed'
+      : kind === 'undone'
+        ? `; what had been applied (${undone.join(', ')}) was put back`
+        : `; ${left.join(', ')} could not be put back${undoErrors.length > 0 ? ` (${undoErrors.join('; ')})` : ''}`
+    if (kind === 'left') this.#logger?.warn({ target: plan.target, left, undoErrors }, 'a failed operation left HAProxy changed')
+    const outcome = error.outcome ?? kind
+    const extended = error.extend({
+      suffix: error.outcome === undefined ? suffix : '',
+      outcome,
+      state: { target: plan.target, outcome, applied: applied.map(s => s.label), undone, left }
+    })
+    return { kind: outcome, error: extended, applied: applied.map(s => s.label), undone, left, revision: undefined }
+  }
+
+  #notify (event: Parameters<CommitListener>[0]): void {
+    for (const l of this.#listeners) {
+      try {
+        l(event)
+      } catch (err) {
+        this.#logger?.warn({ err }, 'a commit listener failed')
+      }
+    }
+  }
+}
+
+/**
+ * Groups steps as they go out: a function step alone; consecutive command steps together (one
+ * connection). For undo, the same over undo commands.
+ */
+function batches (steps: readonly Step[], undo = false): Step[][] {
+  const out: Step[][] = []
+  let current: Step[] = []
+  const isCommand = (s: Step): boolean => undo ? s.undo === undefined && s.undoCommands !== undefined : s.apply === undefined
+  for (const s of steps) {
+    if (isCommand(s)) { current.push(s); continue }
+    if (current.length > 0) { out.push(current); current = [] }
+    out.push([s])
+  }
+  if (current.length > 0) out.push(current)
+  return out
+}
+
+/**
+ * Which steps of a batch ran when it failed with `err`: a refusal carries the index of the command
+ * refused, so the steps before it were applied; an unreachable socket means nothing was sent; any
+ * other failure (no verdict) leaves the whole batch in doubt.
+ */
+function whereItStopped (batch: readonly Step[], err: unknown, undo = false): { done: Step[], failed: Step, inDoubt: Step[] } {
+  const first = batch[0] as Step
+  const refusal = rejectionOf(err)
+  if (refusal !== undefined || !isVerdictless(err)) {
+    const index = refusal?.index
+    if (index === undefined || batch.length === 1) return { done: [], failed: first, inDoubt: [] }
+    let seen = 0
+    for (const [i, s] of batch.entries()) {
+      seen += (undo ? s.undoCommands : s.commands)?.length ?? 0
+      if (index < seen) return { done: batch.slice(0, i), failed: s, inDoubt: [] }
+    }
+    return { done: [], failed: first, inDoubt: [] }
+  }
+  return { done: [], failed: first, inDoubt: [...batch] }
+}

@@ -1,0 +1,55 @@
+/**
+ * Per-object serialization: operations on the same key run one after another, in arrival order;
+ * different keys run in parallel. HAProxy offers no transactions for backends, servers or single map
+ * entries, so two interleaved multi-command operations on one backend could each see the other
+ * half-done. Every wait has a deadline: a caller queued behind a stalled operation gets LockTimeoutError
+ * instead of waiting n × the runtime timeout.
+ */
+export class LockTimeoutError extends Error {
+  readonly key: string
+  readonly waitedMs: number
+  constructor (key: string, waitedMs: number) {
+    const i = key.indexOf(':')
+    super(`another operation on ${i === -1 ? key : `${key.slice(0, i)} '${key.slice(i + 1)}'`} did not finish within ${waitedMs} ms`)
+    this.name = 'LockTimeoutError'
+    this.key = key
+    this.waitedMs = waitedMs
+  }
+}
+
+export class KeyedLock {
+  readonly #tails = new Map<string, Promise<void>>()
+
+  /**
+   * Runs `fn` once every earlier holder of `key` is done. With `timeoutMs`, gives up waiting after
+   * that long (fn never runs then); those queued behind still wait for the earlier holders.
+   */
+  async run<T> (key: string, fn: () => Promise<T>, opts: { timeoutMs?: number } = {}): Promise<T> {
+    const previous = this.#tails.get(key) ?? Promise.resolve()
+    let release!: () => void
+    const mine = new Promise<void>(resolve => { release = resolve })
+    const tail = previous.then(() => mine)
+    this.#tails.set(key, tail)
+    try {
+      if (opts.timeoutMs === undefined) await previous
+      else await withTimeout(previous, opts.timeoutMs, () => new LockTimeoutError(key, opts.timeoutMs as number))
+      return await fn()
+    } finally {
+      release()
+      // Forget the key once nobody queued behind us, so the map does not grow with every name ever used.
+      tail.then(() => { if (this.#tails.get(key) === tail) this.#tails.delete(key) }, () => {})
+    }
+  }
+
+  /** Keys currently held or waited for. */
+  get size (): number {
+    return this.#tails.size
+  }
+}
+
+function withTimeout (p: Promise<void>, ms: number, error: () => Error): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(error()), ms)
+    p.then(() => { clearTimeout(timer); resolve() }, () => { clearTimeout(timer); resolve() })
+  })
+}

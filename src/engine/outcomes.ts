@@ -1,0 +1,173 @@
+/**
+ * Typed failures of operations: what went wrong (a reason from one catalog), on what, and what
+ * HAProxy was left like. No HTTP here: src/errors.ts is the one table from a reason to a status and a
+ * `HAPX_*` code, so a new resource or a second HAProxy node never needs its own error mapping.
+ */
+import {
+  RuntimeArgumentError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
+} from '../runtime/errors.ts'
+
+/**
+ * Every reason an operation (or a request) can fail for, with what it means. The HAPX_* code of a
+ * reason is `HAPX_` + its name; the OpenAPI description lists this catalog.
+ */
+export const REASONS = {
+  VALIDATION_FAILED: 'The request does not match its schema; `errors` lists each field.',
+  INVALID_ARGUMENT: 'A value that may not be sent to HAProxy at that position (a blank, `;`, a control character…).',
+  DUPLICATE_KEYS: 'The same map key is given twice.',
+  INVALID_CURSOR: 'A pagination cursor this API did not hand out.',
+  BAD_REQUEST: 'The request could not be understood (body, headers, URL).',
+  BAD_HTTP_REQUEST: 'The HTTP request could not be parsed.',
+  MODE_REQUIRED: 'The defaults section sets no mode: give `mode`.',
+  NO_DYNAMIC_SERVERS: 'The backend\'s load-balancing algorithm does not allow servers to be added at runtime.',
+  SERVER_REJECTED: 'HAProxy refused a server\'s keywords (`haproxyMessage` says why).',
+  REJECTED_BY_HAPROXY: 'HAProxy refused the command; `haproxyMessage` is its own reply.',
+  UNAUTHORIZED: 'No token, or a wrong one.',
+  NOT_FOUND: 'The object does not exist.',
+  ROUTE_NOT_FOUND: 'No such route.',
+  BACKEND_NOT_FOUND: 'There is no backend with that name.',
+  SERVER_NOT_FOUND: 'The backend has no server with that name.',
+  MAP_NOT_FOUND: 'HAProxy has no such map (maps cannot be created at runtime).',
+  MAP_ENTRY_NOT_FOUND: 'The map has no entry with that key.',
+  ALREADY_EXISTS: 'The name is taken.',
+  BACKEND_EXISTS: 'A proxy with that name exists already.',
+  SERVER_EXISTS: 'The backend has a server with that name already.',
+  MAP_ENTRY_EXISTS: 'The map has an entry with that key already.',
+  CONFLICT: 'The object is not in a state that allows the change.',
+  NOT_REMOVABLE: 'Connections were still open when the deadline passed; `state` says what was left.',
+  BACKEND_NOT_REMOVABLE: 'HAProxy can never remove this backend at runtime (the configuration refers to it).',
+  BACKEND_STATIC: 'The backend comes from HAProxy\'s configuration; deleting it needs force=true and lasts until the next reload.',
+  CHECKS_NOT_CONFIGURED: 'The server was added without health checks.',
+  AGENT_NOT_CONFIGURED: 'The server has no agent check.',
+  SERVER_HAS_NO_IP: 'The server has no IP address to change (FQDN or socket server).',
+  MAP_UNWRITABLE: 'The map holds entries hapctl cannot write back exactly.',
+  MAP_VERSION_CONFLICT: 'Another client prepared or committed a version of the map meanwhile.',
+  CURSOR_STALE: 'The map changed too much since the previous page.',
+  DESIRED_CONFLICT: 'HAProxy\'s configuration now defines an object with the name of one hapctl keeps; it is left alone.',
+  PRECONDITION_FAILED: 'The ETag given in If-Match no longer matches.',
+  DEFAULTS_NOT_FOUND: 'There is no defaults section with that name.',
+  RUNTIME_FORBIDDEN: 'HAProxy refused for lack of privileges: the stats socket needs `level admin`.',
+  RUNTIME_UNSUPPORTED: 'This HAProxy does not know the command.',
+  RUNTIME_PROTOCOL: 'HAProxy\'s reply made no sense or was cut short.',
+  RUNTIME_ERROR: 'The Runtime API failed in an unexpected way.',
+  MAP_LOAD_INCOMPLETE: 'HAProxy did not hold every entry sent into a prepared map version; nothing was committed.',
+  NOT_IMPLEMENTED: 'This runtime cannot do what the request needs.',
+  RUNTIME_UNAVAILABLE: 'HAProxy\'s Runtime API cannot be reached.',
+  HAPROXY_STOPPING: 'The HAProxy process answering is stopping after a reload.',
+  BUSY: 'Another operation on the same object did not finish in time; retry.',
+  STORE_UNAVAILABLE: 'The desired-state store cannot be read or could not record the change (HAProxy was then put back as it was).',
+  RUNTIME_TIMEOUT: 'HAProxy did not answer in time.',
+  INTERNAL: 'A bug in hapctl; the log has the details.'
+} as const
+
+export type Reason = keyof typeof REASONS
+
+/**
+ * What HAProxy was left like by a failed operation:
+ * - refused: nothing was applied;
+ * - undone: some steps were applied and all were put back;
+ * - left: some steps were applied and could not all be put back (`state` says which); the reconciler
+ *   brings managed objects back to the desired state;
+ * - unknown: a step got no verdict (timeout, cut connection); the change was recorded as desired and
+ *   the reconciler settles it.
+ */
+export type FailureOutcome = 'refused' | 'undone' | 'left' | 'unknown'
+
+export type OperationErrorDetails = {
+  /** HAProxy's own message, verbatim, when HAProxy refused something. */
+  haproxyMessage?: string | undefined
+  /** The Runtime API command that failed (its keywords, never its arguments). */
+  command?: string | undefined
+  errors?: Array<{ field: string, message: string }> | undefined
+  state?: Record<string, unknown> | undefined
+  warnings?: string[] | undefined
+  outcome?: FailureOutcome | undefined
+  cause?: unknown
+}
+
+export class OperationError extends Error {
+  readonly reason: Reason
+  readonly haproxyMessage: string | undefined
+  readonly command: string | undefined
+  readonly errors: Array<{ field: string, message: string }> | undefined
+  readonly warnings: string[] | undefined
+  state: Record<string, unknown> | undefined
+  outcome: FailureOutcome | undefined
+
+  constructor (reason: Reason, message: string, details: OperationErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause })
+    this.name = 'OperationError'
+    this.reason = reason
+    this.haproxyMessage = details.haproxyMessage
+    this.command = details.command
+    this.errors = details.errors
+    this.warnings = details.warnings
+    this.state = details.state
+    this.outcome = details.outcome
+  }
+
+  /** The same failure with more said about it (a prefix or suffix to the message, more state). */
+  extend (opts: { prefix?: string, suffix?: string, state?: Record<string, unknown>, outcome?: FailureOutcome }): OperationError {
+    return new OperationError(this.reason, `${opts.prefix ?? ''}${this.message}${opts.suffix ?? ''}`, {
+      haproxyMessage: this.haproxyMessage,
+      command: this.command,
+      errors: this.errors,
+      warnings: this.warnings,
+      state: opts.state === undefined ? this.state : { ...this.state, ...opts.state },
+      outcome: opts.outcome ?? this.outcome,
+      cause: this.cause
+    })
+  }
+}
+
+/** What a HAProxy refusal means, when the planner has nothing more precise to say. */
+const REJECTION_REASONS: Record<RuntimeCommandError['kind'], Reason> = {
+  not_found: 'NOT_FOUND',
+  exists: 'ALREADY_EXISTS',
+  conflict: 'CONFLICT',
+  invalid: 'REJECTED_BY_HAPROXY',
+  forbidden: 'RUNTIME_FORBIDDEN',
+  unsupported: 'RUNTIME_UNSUPPORTED',
+  rejected: 'REJECTED_BY_HAPROXY'
+}
+
+/** A runtime error as an operation failure (its reason from the error's type or HAProxy's refusal). */
+export function fromRuntime (err: RuntimeError): OperationError {
+  if (err instanceof RuntimeUnavailableError) return new OperationError('RUNTIME_UNAVAILABLE', err.message, { cause: err })
+  if (err instanceof RuntimeTimeoutError) return new OperationError('RUNTIME_TIMEOUT', err.message, { command: err.verb, cause: err })
+  if (err instanceof RuntimeProtocolError) return new OperationError('RUNTIME_PROTOCOL', err.message, { command: err.verb, cause: err })
+  if (err instanceof RuntimeArgumentError) {
+    return new OperationError('INVALID_ARGUMENT', err.message, { errors: [{ field: err.field, message: err.message }], cause: err })
+  }
+  if (err instanceof RuntimeCommandError) {
+    const message = err.kind === 'forbidden'
+      ? `HAProxy refused '${err.verb}' for lack of privileges: HAPROXY_RUNTIME_API must point at a stats socket with 'level admin'`
+      : err.message
+    return new OperationError(REJECTION_REASONS[err.kind], message, { haproxyMessage: err.haproxyMessage, command: err.verb, cause: err })
+  }
+  return new OperationError('RUNTIME_ERROR', err.message, { cause: err })
+}
+
+/** Any thrown value as an OperationError; unknown values become INTERNAL (a bug). */
+export function toOperationError (err: unknown): OperationError {
+  if (err instanceof OperationError) return err
+  if (err instanceof RuntimeError) return fromRuntime(err)
+  return new OperationError('INTERNAL', err instanceof Error ? err.message : String(err), { cause: err })
+}
+
+/** The HAProxy refusal inside `err`, if HAProxy refused something. */
+export function rejectionOf (err: unknown): RuntimeCommandError | undefined {
+  if (err instanceof RuntimeCommandError) return err
+  if (err instanceof OperationError && err.cause instanceof RuntimeCommandError) return err.cause
+  return undefined
+}
+
+/**
+ * True when a failure says nothing about whether HAProxy applied the command: it went out and no
+ * verdict came back. A refusal, an argument error and an unreachable socket are verdicts (nothing ran).
+ */
+export function isVerdictless (err: unknown): boolean {
+  const e = err instanceof OperationError ? err.cause : err
+  // No verb: it failed while waiting for a connection or during `prompt i`, before any command went out.
+  return (e instanceof RuntimeTimeoutError || e instanceof RuntimeProtocolError) && e.verb !== undefined
+}

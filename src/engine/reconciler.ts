@@ -1,0 +1,506 @@
+/**
+ * The level-triggered reconciler: compares the desired state (the store) with what HAProxy holds and
+ * applies the difference, in dependency order: backends (with their servers, published last) →
+ * servers → health/state/weight → maps (each atomically, by a versioned load) → removal of what
+ * hapctl created and no longer wants. It never touches an object of HAProxy's configuration except
+ * what the desired state names (a static server's state or weight, a file map's content written
+ * through hapctl); a name the configuration now defines for one of hapctl's backends is reported as
+ * a conflict and left alone.
+ *
+ * It runs at start, as soon as HAProxy's process identity changes (a restart or a reload starts a
+ * process that has forgotten every runtime change; polled with `show info`), after a write whose
+ * outcome is unknown, and periodically to catch drift. Its plans go through the executor under each
+ * object's lock, so requests are served meanwhile and writes to an object being reconciled wait.
+ */
+import type { Runtime } from '../runtime/client.ts'
+import * as cmd from '../runtime/commands/index.ts'
+import type { ProcessInfo, Row } from '../runtime/parsers.ts'
+import { AdminStateBits, CheckStateBits, StatType } from '../runtime/parsers.ts'
+import type { Executor } from './executor.ts'
+import type { ProcessIdentity } from './identity.ts'
+import { processIdOf } from './identity.ts'
+import type { Plan, Step } from './plan.ts'
+import { commandStep } from './plan.ts'
+import type { DesiredBackend, DesiredMap, DesiredServer, DesiredState, StaticServerSettings } from './store/types.ts'
+import { addServerSteps, removalCommands } from '../resources/servers/service.ts'
+import { adminStateOf } from '../resources/servers/view.ts'
+import { createBackendSteps } from '../resources/backends/service.ts'
+import type { CreatedBackend } from '../resources/backends/view.ts'
+import { BACKEND_STAT } from '../resources/backends/view.ts'
+import { loadContent, readContent } from '../resources/pattern-refs/versioned-load.ts'
+
+export type DriftItem = {
+  /** `backend/b1`, `server/b1/s1`, `static-server/webservers/web1`, `map/virt@paths.map`. */
+  object: string
+  desired: string
+  actual: string
+}
+
+export type ReconcileReport = {
+  reason: string
+  startedAt: string
+  durationMs: number
+  /** The HAProxy process reconciled. */
+  process: string | undefined
+  /** The store revision it worked from. */
+  revision: number
+  /** What was put back, one line per object. */
+  reapplied: string[]
+  failed: Array<{ object: string, error: string }>
+  /** Differences left: conflicts, failures, objects that HAProxy's configuration lacks. */
+  drift: DriftItem[]
+}
+
+export type ReconcilerLogger = {
+  info: (obj: object, msg: string) => void
+  warn: (obj: object, msg: string) => void
+  debug: (obj: object, msg: string) => void
+}
+
+export type ReconcilerOptions = {
+  runtime: Runtime
+  executor: Executor
+  identity: ProcessIdentity
+  /** Backends created in the current process (shared with the backends resource, for views). */
+  created: Map<string, CreatedBackend>
+  intervalMs: number
+  identityPollMs: number
+  /** Plans run at once; stays under the client's connection limit so requests still get through. */
+  concurrency?: number
+  logger?: ReconcilerLogger | undefined
+}
+
+/** How long a removal the reconciler starts waits for connections to finish before trying again later. */
+const REMOVAL_WAIT_MS = 2000
+
+export class Reconciler {
+  readonly #o: ReconcilerOptions
+  #timer: NodeJS.Timeout | undefined
+  #pollTimer: NodeJS.Timeout | undefined
+  #running: Promise<void> | undefined
+  #pending: string | undefined
+  #stopped = true
+  #last: ReconcileReport | undefined
+  #failures = 0
+  #passes = 0
+
+  constructor (opts: ReconcilerOptions) {
+    this.#o = opts
+    opts.identity.onChange(change => {
+      if (change.previous !== undefined) this.kick(`HAProxy process changed (${change.previous} → ${change.current})`)
+    })
+    opts.executor.onCommit(event => {
+      if (event.outcome === 'unknown') this.kick(`outcome of ${event.plan.action} ${event.plan.target.kind} '${event.plan.target.id}' unknown`)
+    })
+  }
+
+  /** Starts the loops and the first pass (not awaited: HAProxy may be down at start). */
+  start (): void {
+    if (!this.#stopped) return
+    this.#stopped = false
+    this.kick('start')
+    const poll = (): void => {
+      this.#pollTimer = setTimeout(() => {
+        this.#poll().finally(() => { if (!this.#stopped) poll() }).catch(() => {})
+      }, this.#o.identityPollMs)
+      this.#pollTimer.unref()
+    }
+    poll()
+  }
+
+  async stop (): Promise<void> {
+    this.#stopped = true
+    clearTimeout(this.#timer)
+    clearTimeout(this.#pollTimer)
+    await this.#running
+  }
+
+  /** Asks for a pass as soon as possible; passes never overlap, requests made during one are merged into the next. */
+  kick (reason: string, delayMs = 0): void {
+    if (this.#stopped) return
+    this.#pending ??= reason
+    if (this.#running !== undefined) return
+    clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => { this.#loop().catch(() => {}) }, delayMs)
+    this.#timer.unref()
+  }
+
+  /** Runs one pass now and waits for it (tests, and callers that need the result). */
+  async reconcileNow (reason = 'requested'): Promise<ReconcileReport | undefined> {
+    while (this.#running !== undefined) await this.#running
+    this.#pending = reason
+    await this.#loop()
+    return this.#last
+  }
+
+  get lastReport (): ReconcileReport | undefined {
+    return this.#last
+  }
+
+  get running (): boolean {
+    return this.#running !== undefined
+  }
+
+  get passes (): number {
+    return this.#passes
+  }
+
+  async #poll (): Promise<void> {
+    try {
+      const [info] = await this.#o.runtime.execute([cmd.showInfo()])
+      this.#o.identity.observe(info)
+    } catch {
+      // HAProxy down or slow: the next answer from a new process is what matters.
+    }
+  }
+
+  async #loop (): Promise<void> {
+    if (this.#running !== undefined) return
+    clearTimeout(this.#timer)
+    let release!: () => void
+    this.#running = new Promise(resolve => { release = resolve })
+    let again = false
+    try {
+      const reason = this.#pending ?? 'periodic'
+      this.#pending = undefined
+      again = await this.#pass(reason)
+    } finally {
+      this.#running = undefined
+      release()
+    }
+    if (this.#stopped) return
+    if (this.#pending !== undefined || again) {
+      // Something changed meanwhile, or a plan failed: go again soon, backing off on repeated failures.
+      const delay = this.#pending !== undefined ? 0 : Math.min(this.#o.intervalMs, 200 * 2 ** Math.min(this.#failures, 6))
+      this.#pending ??= 'retry'
+      this.#timer = setTimeout(() => { this.#loop().catch(() => {}) }, delay)
+    } else {
+      this.#timer = setTimeout(() => { this.#pending ??= 'periodic'; this.#loop().catch(() => {}) }, this.#o.intervalMs)
+    }
+    this.#timer.unref()
+  }
+
+  /** One pass; true when another should follow soon. */
+  async #pass (reason: string): Promise<boolean> {
+    const started = Date.now()
+    const startedAt = new Date(started).toISOString()
+    const report: ReconcileReport = { reason, startedAt, durationMs: 0, process: undefined, revision: 0, reapplied: [], failed: [], drift: [] }
+    let again = false
+    try {
+      const desired = await this.#o.executor.store.load()
+      report.revision = desired.revision
+      const actual = await this.#readActual()
+      if (actual.info.stopping) return true
+      this.#o.identity.observe(actual.info)
+      report.process = processIdOf(actual.info)
+      const work = await this.#plan(desired, actual, report)
+      again = await this.#apply(work, report)
+    } catch (err) {
+      report.failed.push({ object: 'haproxy', error: (err as Error).message })
+      again = true
+    }
+    report.durationMs = Date.now() - started
+    this.#passes++
+    this.#failures = report.failed.length > 0 ? this.#failures + 1 : 0
+    this.#last = report
+    const log = this.#o.logger
+    if (report.reapplied.length > 0 || report.failed.length > 0) {
+      log?.info({ reason, ms: report.durationMs, reapplied: report.reapplied.length, failed: report.failed.slice(0, 10), drift: report.drift.length }, 'reconciled HAProxy with the desired state')
+    } else {
+      log?.debug({ reason, ms: report.durationMs }, 'HAProxy matches the desired state')
+    }
+    return again || report.failed.length > 0
+  }
+
+  async #readActual (): Promise<Actual> {
+    const [info, stat, servers, maps] = await this.#o.runtime.execute([
+      cmd.showInfo(), cmd.showStat(undefined, BACKEND_STAT), cmd.showServersState(), cmd.showMaps()
+    ])
+    const backends = new Map<string, ActualBackend>()
+    for (const r of stat) {
+      if (r.type === StatType.BACKEND) backends.set(r.pxname as string, { published: !(r.status ?? '').endsWith(' (UNPUB)'), servers: new Map() })
+    }
+    for (const r of servers) backends.get(r.be_name as string)?.servers.set(r.srv_name as string, r)
+    return { info, backends, maps: new Set(maps.map(m => m.name)) }
+  }
+
+  /** Works out what to do; the plans are built later, under each object's lock. */
+  async #plan (desired: DesiredState, actual: Actual, report: ReconcileReport): Promise<Work[]> {
+    const here = processIdOf(actual.info)
+    const createdIn = await this.#o.executor.store.createdIn()
+    const wantedBackends = new Map(desired.backends.map(b => [b.name, b]))
+    const serversOf = new Map<string, DesiredServer[]>()
+    for (const s of desired.servers) {
+      const list = serversOf.get(s.backend) ?? []
+      list.push(s)
+      serversOf.set(s.backend, list)
+    }
+    const work: Work[] = []
+    const conflicts = new Set<string>()
+    for (const b of desired.backends) {
+      const a = actual.backends.get(b.name)
+      if (a === undefined) {
+        work.push({ kind: 'create-backend', backend: b, servers: serversOf.get(b.name) ?? [] })
+        continue
+      }
+      if (createdIn.get(b.name) !== here) {
+        conflicts.add(b.name)
+        report.drift.push({ object: `backend/${b.name}`, desired: `created from '${b.from}'`, actual: "defined by HAProxy's configuration: left alone" })
+        continue
+      }
+      this.#o.created.set(b.name, this.#o.created.get(b.name) ?? { from: b.from, noDynamicServers: undefined })
+      const fixes = serverFixes(b.name, serversOf.get(b.name) ?? [], a, true)
+      if (a.published !== b.published) fixes.publish = b.published
+      if (fixes.steps.length > 0 || fixes.publish !== undefined) work.push({ kind: 'fix-backend', name: b.name, fixes, snapshot: { backend: b, servers: serversOf.get(b.name) ?? [] } })
+    }
+    // Servers hapctl added to backends of the configuration.
+    for (const [backend, servers] of serversOf) {
+      if (wantedBackends.has(backend)) continue
+      const a = actual.backends.get(backend)
+      if (a === undefined) {
+        for (const s of servers) report.drift.push({ object: `server/${backend}/${s.name}`, desired: 'present', actual: `HAProxy has no backend '${backend}'` })
+        continue
+      }
+      const fixes = serverFixes(backend, servers, a, false)
+      if (fixes.steps.length > 0) work.push({ kind: 'fix-backend', name: backend, fixes, snapshot: { backend: undefined, servers } })
+    }
+    for (const s of desired.staticServers) {
+      const row = actual.backends.get(s.backend)?.servers.get(s.name)
+      if (row === undefined) {
+        report.drift.push({ object: `static-server/${s.backend}/${s.name}`, desired: settingsText(s), actual: 'no such server' })
+        continue
+      }
+      const steps = staticFixes(s, row)
+      if (steps.length > 0) work.push({ kind: 'fix-static', settings: s, steps })
+    }
+    for (const m of desired.maps) {
+      if (!actual.maps.has(m.name)) {
+        report.drift.push({ object: `map/${m.name}`, desired: `${m.entries.length} entries`, actual: "HAProxy's configuration has no such map" })
+        continue
+      }
+      work.push({ kind: 'map', map: m })
+    }
+    // What hapctl created in this process and no longer wants: left by a failed undo or a delete whose outcome was unknown.
+    for (const [name] of actual.backends) {
+      if (!wantedBackends.has(name) && createdIn.get(name) === here) work.push({ kind: 'remove-backend', name })
+    }
+    return work
+  }
+
+  /** Runs the work in dependency order; true when something must be looked at again. */
+  async #apply (work: Work[], report: ReconcileReport): Promise<boolean> {
+    let again = false
+    const phases: Array<Work['kind']> = ['create-backend', 'fix-backend', 'fix-static', 'map', 'remove-backend']
+    for (const phase of phases) {
+      const items = work.filter(w => w.kind === phase)
+      await pool(items, this.#o.concurrency ?? 3, async item => {
+        try {
+          const done = await this.#run(item)
+          if (done === 'changed') again = true
+          else if (done !== undefined) report.reapplied.push(done)
+        } catch (err) {
+          report.failed.push({ object: objectOf(item), error: (err as Error).message })
+          report.drift.push({ object: objectOf(item), desired: 'as kept by hapctl', actual: `not put back: ${(err as Error).message}` })
+        }
+      })
+    }
+    return again
+  }
+
+  /**
+   * One item under its object's lock. The desired state is read again there: a write may have changed
+   * it since the pass began, and then the pass's view is stale ('changed': look again).
+   */
+  async #run (item: Work): Promise<string | 'changed' | undefined> {
+    const { executor } = this.#o
+    const store = executor.store
+    const opts = (kind: string, id: string, lock: string) => ({ target: { kind, id }, lock, actor: 'reconciler' })
+    const throwIfFailed = (outcome: { kind: string, error?: Error }): void => {
+      if (outcome.kind !== 'applied' && outcome.error !== undefined) throw outcome.error
+    }
+    switch (item.kind) {
+      case 'create-backend': {
+        const b = item.backend
+        const { outcome, value } = await executor.run(opts('backend', b.name, `backend:${b.name}`), async (): Promise<Plan> => {
+          const now = await store.getBackend(b.name)
+          const servers = await store.getServers(b.name)
+          if (!sameJson(now, b) || !sameJson(servers, item.servers)) return { target: { kind: 'backend', id: b.name }, action: 'stale', steps: [] }
+          const steps = createBackendSteps(b, { executor, identity: this.#o.identity, created: this.#o.created }, servers.flatMap(addServerSteps))
+          return { target: { kind: 'backend', id: b.name }, action: 'reconcile', steps }
+        }, async o => o.applied.length === 0 ? 'changed' : `backend/${b.name}: created${item.servers.length > 0 ? ` with ${item.servers.length} server(s)` : ''}${b.published ? ', published' : ''}`)
+        throwIfFailed(outcome)
+        return value
+      }
+      case 'fix-backend': {
+        const { name, fixes } = item
+        const { outcome, value } = await executor.run(opts('backend', name, `backend:${name}`), async (): Promise<Plan> => {
+          const now = item.snapshot.backend === undefined ? undefined : await store.getBackend(name)
+          const servers = await store.getServers(name)
+          if (!sameJson(now, item.snapshot.backend) || !sameJson(servers, item.snapshot.servers)) return { target: { kind: 'backend', id: name }, action: 'stale', steps: [] }
+          const steps = [...fixes.steps]
+          if (fixes.publish !== undefined) steps.push(commandStep([fixes.publish ? cmd.publishBackend(name) : cmd.unpublishBackend(name)]))
+          return { target: { kind: 'backend', id: name }, action: 'reconcile', steps }
+        }, async o => o.applied.length === 0 ? 'changed' : `backend/${name}: ${fixes.what.concat(fixes.publish === undefined ? [] : [fixes.publish ? 'published' : 'unpublished']).join(', ')}`)
+        throwIfFailed(outcome)
+        return value
+      }
+      case 'fix-static': {
+        const s = item.settings
+        const { outcome, value } = await executor.run(opts('static-server', `${s.backend}/${s.name}`, `backend:${s.backend}`), async (): Promise<Plan> => {
+          const now = await store.getStaticServer(s.backend, s.name)
+          return { target: { kind: 'static-server', id: `${s.backend}/${s.name}` }, action: sameJson(now, s) ? 'reconcile' : 'stale', steps: sameJson(now, s) ? item.steps : [] }
+        }, async o => o.applied.length === 0 ? 'changed' : `static-server/${s.backend}/${s.name}: ${settingsText(s)}`)
+        throwIfFailed(outcome)
+        return value
+      }
+      case 'map': {
+        const m = item.map
+        let stale = false
+        const { outcome, value } = await executor.run(opts('map', m.name, `map:${m.name}`), async (): Promise<Plan> => {
+          const now = await store.getMap(m.name)
+          if (now === undefined || !sameEntries(now.entries, m.entries)) {
+            stale = true
+            return { target: { kind: 'map', id: m.name }, action: 'stale', steps: [] }
+          }
+          const live = await readContent(this.#o.runtime, m.name)
+          if (sameEntries(live, m.entries)) return { target: { kind: 'map', id: m.name }, action: 'reconcile', steps: [] }
+          return {
+            target: { kind: 'map', id: m.name },
+            action: 'reconcile',
+            steps: [{ label: 'load map version', apply: async ({ runtime }) => { await loadContent(runtime, m.name, m.entries) } }]
+          }
+        }, async o => stale ? 'changed' : o.applied.length === 0 ? undefined : `map/${m.name}: ${m.entries.length} entries loaded`)
+        throwIfFailed(outcome)
+        return value
+      }
+      case 'remove-backend': {
+        const name = item.name
+        const { outcome, value } = await executor.run(opts('backend', name, `backend:${name}`), async (): Promise<Plan> => {
+          if (await store.getBackend(name) !== undefined) return { target: { kind: 'backend', id: name }, action: 'stale', steps: [] }
+          const [servers] = await this.#o.runtime.execute([cmd.showServersState(name)])
+          const steps: Step[] = [commandStep([cmd.unpublishBackend(name)])]
+          for (const r of servers) steps.push(commandStep(removalCommands(name, r.srv_name as string, REMOVAL_WAIT_MS)))
+          steps.push({
+            label: 'del backend',
+            apply: async ({ runtime }) => {
+              await runtime.execute([cmd.waitBackendRemovable(name, REMOVAL_WAIT_MS), cmd.delBackend(name)])
+              this.#o.created.delete(name)
+              await store.setCreatedIn(name, undefined)
+            }
+          })
+          return { target: { kind: 'backend', id: name }, action: 'reconcile', steps }
+        }, async o => o.applied.length === 0 ? 'changed' : `backend/${name}: removed (no longer desired)`)
+        throwIfFailed(outcome)
+        return value
+      }
+    }
+  }
+}
+
+type ActualBackend = { published: boolean, servers: Map<string, Row> }
+type Actual = { info: ProcessInfo, backends: Map<string, ActualBackend>, maps: Set<string> }
+
+type Fixes = { steps: Step[], what: string[], publish?: boolean }
+
+type Work =
+  | { kind: 'create-backend', backend: DesiredBackend, servers: DesiredServer[] }
+  | { kind: 'fix-backend', name: string, fixes: Fixes, snapshot: { backend: DesiredBackend | undefined, servers: DesiredServer[] } }
+  | { kind: 'fix-static', settings: StaticServerSettings, steps: Step[] }
+  | { kind: 'map', map: DesiredMap }
+  | { kind: 'remove-backend', name: string }
+
+function objectOf (w: Work): string {
+  switch (w.kind) {
+    case 'create-backend': return `backend/${w.backend.name}`
+    case 'fix-backend': return `backend/${w.name}`
+    case 'fix-static': return `static-server/${w.settings.backend}/${w.settings.name}`
+    case 'map': return `map/${w.map.name}`
+    case 'remove-backend': return `backend/${w.name}`
+  }
+}
+
+/**
+ * Steps that bring the servers of one backend to what is desired: missing ones added, settings put
+ * back (address, weight, health, agent, then the admin state), and, in a backend hapctl owns, servers
+ * it does not want removed.
+ */
+function serverFixes (backend: string, desired: readonly DesiredServer[], actual: ActualBackend, owned: boolean): Fixes {
+  const steps: Step[] = []
+  const what: string[] = []
+  const wanted = new Set(desired.map(s => s.name))
+  for (const s of desired) {
+    const row = actual.servers.get(s.name)
+    if (row === undefined) {
+      steps.push(...addServerSteps(s))
+      what.push(`server ${s.name} added`)
+      continue
+    }
+    const fixes: Array<cmd.Command<void>> = []
+    if (row.srv_addr !== s.spec.address || Number(row.srv_port) !== s.spec.port) fixes.push(cmd.setServerAddr(backend, s.name, s.spec.address, s.spec.port))
+    const weight = s.weight ?? s.spec.weight
+    if (weight !== undefined && Number(row.srv_uweight) !== weight) fixes.push(cmd.setServerWeight(backend, s.name, weight))
+    const checkState = Number(row.srv_check_state)
+    const healthOn = s.healthChecks ?? s.spec.check
+    if ((checkState & CheckStateBits.CONFIGURED) !== 0 && ((checkState & CheckStateBits.ENABLED) !== 0) !== healthOn) {
+      fixes.push(healthOn ? cmd.enableHealth(backend, s.name) : cmd.disableHealth(backend, s.name))
+    }
+    const agentState = Number(row.srv_agent_state)
+    if (s.agentChecks !== null && (agentState & CheckStateBits.CONFIGURED) !== 0 && ((agentState & CheckStateBits.ENABLED) !== 0) !== s.agentChecks) {
+      fixes.push(s.agentChecks ? cmd.enableAgent(backend, s.name) : cmd.disableAgent(backend, s.name))
+    }
+    if (adminStateOf(Number(row.srv_admin_state) & (AdminStateBits.FMAINT | AdminStateBits.FDRAIN)) !== s.adminState) {
+      fixes.push(cmd.setServerState(backend, s.name, s.adminState))
+    }
+    if (fixes.length > 0) {
+      steps.push(commandStep(fixes))
+      what.push(`server ${s.name}: ${fixes.map(f => f.verb).join(', ')}`)
+    }
+  }
+  if (owned) {
+    for (const name of actual.servers.keys()) {
+      if (wanted.has(name)) continue
+      steps.push(commandStep(removalCommands(backend, name, REMOVAL_WAIT_MS)))
+      what.push(`server ${name} removed (no longer desired)`)
+    }
+  }
+  return { steps, what }
+}
+
+function staticFixes (s: StaticServerSettings, row: Row): Step[] {
+  const fixes: Array<cmd.Command<void>> = []
+  if (s.weight !== null && Number(row.srv_uweight) !== s.weight) fixes.push(cmd.setServerWeight(s.backend, s.name, s.weight))
+  if (s.adminState !== null && adminStateOf(Number(row.srv_admin_state) & (AdminStateBits.FMAINT | AdminStateBits.FDRAIN)) !== s.adminState) {
+    fixes.push(cmd.setServerState(s.backend, s.name, s.adminState))
+  }
+  return fixes.length === 0 ? [] : [commandStep(fixes)]
+}
+
+function settingsText (s: StaticServerSettings): string {
+  return [s.adminState === null ? undefined : `state ${s.adminState}`, s.weight === null ? undefined : `weight ${s.weight}`].filter(Boolean).join(', ')
+}
+
+function sameJson (a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b)
+}
+
+function sameEntries (a: ReadonlyArray<{ key: string, value: string }>, b: ReadonlyArray<{ key: string, value: string }>): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as { key: string, value: string }
+    const y = b[i] as { key: string, value: string }
+    if (x.key !== y.key || x.value !== y.value) return false
+  }
+  return true
+}
+
+/** Runs `fn` over `items`, at most `limit` at once. */
+async function pool<T> (items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T
+      await fn(item)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+}

@@ -1,0 +1,311 @@
+/**
+ * Backends: reads from `show stat`, and planners for `add backend` (with its servers and `publish`),
+ * `publish`/`unpublish backend` and the drain-and-delete sequence (management §9.3). Every write is a
+ * plan run by the executor under `backend:<name>`; backends created through hapctl are kept in the
+ * desired-state store, with the HAProxy process they were created in, so that a backend with the same
+ * name that the configuration defines after a reload is told apart from hapctl's own.
+ */
+import type { Runtime } from '../../runtime/client.ts'
+import * as cmd from '../../runtime/commands/index.ts'
+import type { ProcessInfo, Row } from '../../runtime/parsers.ts'
+import { AdminStateBits, CheckStateBits, StatType } from '../../runtime/parsers.ts'
+import type { ProxyMode } from '../../runtime/validation.ts'
+import { checkName } from '../../runtime/validation.ts'
+import type { Executor } from '../../engine/executor.ts'
+import type { ProcessIdentity } from '../../engine/identity.ts'
+import { processIdOf } from '../../engine/identity.ts'
+import type { Plan, Step } from '../../engine/plan.ts'
+import { commandStep } from '../../engine/plan.ts'
+import { OperationError, isVerdictless, rejectionOf, toOperationError } from '../../engine/outcomes.ts'
+import type { DesiredBackend, DesiredChange } from '../../engine/store/types.ts'
+import type { CreateServerInput } from '../../schemas/servers.ts'
+import { addServerSteps, desiredServerOf } from '../servers/service.ts'
+import type { Backend, CreatedBackend } from './view.ts'
+import { BACKEND_STAT, backendsFromStat } from './view.ts'
+
+export type { Backend } from './view.ts'
+export { TCP_MODE_WARNING } from './view.ts'
+
+export type CreateBackendInput = {
+  name: string
+  from: string
+  mode?: ProxyMode | undefined
+  published: boolean
+  /** Added before publishing, all or nothing together with the backend. */
+  servers?: CreateServerInput[] | undefined
+}
+
+function notFound (name: string): OperationError {
+  return new OperationError('BACKEND_NOT_FOUND', `there is no backend named '${name}'`)
+}
+
+/** What a refused `add backend` means (management §9.3 `add backend`). */
+function addBackendRejection (input: { name: string, from: string }, err: OperationError): OperationError | undefined {
+  const r = rejectionOf(err)
+  if (r === undefined || r.verb !== 'add backend') return undefined
+  const details = { haproxyMessage: r.haproxyMessage, command: r.verb, cause: r }
+  if (r.kind === 'not_found') {
+    return new OperationError('DEFAULTS_NOT_FOUND', `there is no defaults section named '${input.from}' in HAProxy's configuration (backends are created from a named defaults section)`, details)
+  }
+  if (r.kind === 'exists') return new OperationError('BACKEND_EXISTS', `the name '${input.name}' is already used by another proxy`, details)
+  if (/^Mode is required/.test(r.haproxyMessage)) {
+    return new OperationError('MODE_REQUIRED', `defaults section '${input.from}' sets no mode: give "mode": "http" or "tcp"`, details)
+  }
+  return undefined
+}
+
+/**
+ * The steps that create a backend as the store describes it: `show info` + `add backend` on one
+ * connection (the process it was created in is recorded with it), then its servers, then `publish`.
+ * Used by POST /backends and by the reconciler.
+ */
+export function createBackendSteps (b: DesiredBackend, deps: { executor: Executor, identity: ProcessIdentity, created: Map<string, CreatedBackend> },
+  servers: Step[], between: Step[] = []): Step[] {
+  const { executor, identity } = deps
+  let noDynamic: string | undefined
+  const add: Step = {
+    label: 'add backend',
+    apply: async ({ runtime }) => {
+      let info, result
+      try {
+        [info, result] = await runtime.execute([cmd.showInfo(), cmd.addBackend(b.name, b.from, b.mode ?? undefined)])
+      } catch (err) {
+        // It may exist now: note the process it would be in, so that it is not taken for a backend of the configuration.
+        if (isVerdictless(err) && identity.current !== undefined) await executor.store.setCreatedIn(b.name, identity.current)
+        throw err
+      }
+      identity.observe(info)
+      noDynamic = result.dynamicServers ? undefined : (result.note ?? 'static load-balancing algorithm')
+      deps.created.set(b.name, { from: b.from, noDynamicServers: noDynamic })
+      await executor.store.setCreatedIn(b.name, processIdOf(info))
+    },
+    // Unpublish first: if a later publish timed out, HAProxy may have applied it, and `del backend` refuses a published backend.
+    undo: async ({ runtime }) => {
+      await runtime.execute([cmd.unpublishBackend(b.name), cmd.delBackend(b.name)])
+      deps.created.delete(b.name)
+      await executor.store.setCreatedIn(b.name, undefined)
+    },
+    explain: err => addBackendRejection(b, err)
+  }
+  const steps: Step[] = [add]
+  if (servers.length > 0) {
+    steps.push({
+      label: 'check dynamic servers',
+      apply: async () => {
+        if (noDynamic !== undefined) {
+          throw new OperationError('NO_DYNAMIC_SERVERS', `defaults section '${b.from}' uses a load-balancing algorithm that does not allow servers to be added at runtime (${noDynamic})`)
+        }
+      },
+      undo: async () => {}
+    }, ...servers)
+  }
+  steps.push(...between)
+  if (b.published) steps.push(commandStep([cmd.publishBackend(b.name)], [cmd.unpublishBackend(b.name)]))
+  return steps
+}
+
+export class BackendService {
+  readonly #runtime: Runtime
+  readonly #executor: Executor
+  readonly #identity: ProcessIdentity
+  /** Backends created in the HAProxy process answering now (what `show stat` cannot tell). */
+  readonly created = new Map<string, CreatedBackend>()
+
+  constructor (deps: { runtime: Runtime, executor: Executor, identity: ProcessIdentity }) {
+    this.#runtime = deps.runtime
+    this.#executor = deps.executor
+    this.#identity = deps.identity
+  }
+
+  async list (): Promise<Backend[]> {
+    let info, stat
+    try {
+      [info, stat] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(undefined, BACKEND_STAT)])
+    } catch (err) {
+      throw toOperationError(err)
+    }
+    return this.#view(info, stat)
+  }
+
+  async get (name: string): Promise<Backend> {
+    checkName('backend', name)
+    try {
+      const [info, stat] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(name, BACKEND_STAT)])
+      const found = (await this.#view(info, stat)).find(b => b.name === name)
+      if (found !== undefined) return found
+    } catch (err) {
+      // `show stat <unknown>` says `No such proxy.`; a frontend's name finds no BACKEND row.
+      if (rejectionOf(err)?.kind !== 'not_found') throw toOperationError(err)
+    }
+    throw notFound(name)
+  }
+
+  /** A backend is hapctl's when the store keeps it and it was created in the process answering now. */
+  async #view (info: ProcessInfo, stat: Row[]): Promise<Backend[]> {
+    this.#identity.observe(info)
+    const here = processIdOf(info)
+    const createdIn = await this.#executor.store.createdIn()
+    const kept = new Map((await this.#executor.store.listBackends()).map(b => [b.name, b]))
+    return backendsFromStat(stat, name => {
+      const b = kept.get(name)
+      if (b === undefined || createdIn.get(name) !== here) return undefined
+      return this.created.get(name) ?? { from: b.from, noDynamicServers: undefined }
+    })
+  }
+
+  async create (input: CreateBackendInput): Promise<Backend> {
+    const desired: DesiredBackend = { name: input.name, from: input.from, mode: input.mode ?? null, published: input.published }
+    const servers = (input.servers ?? []).map(s => desiredServerOf(input.name, s))
+    const warnings: string[] = []
+    const target = { kind: 'backend', id: input.name }
+    const backend = await this.#executor.perform({ target }, async (): Promise<Plan> => {
+      const between: Step[] = []
+      const checked = (input.servers ?? []).filter(s => s.check)
+      if (input.published && checked.length > 0) {
+        // Health-checked servers start DOWN (init-state down); published before one is UP, the backend
+        // would answer 503 to routes already pointing at it instead of their fallback.
+        between.push({
+          label: 'wait for a server UP',
+          apply: async ({ runtime }) => {
+            if (!(await waitForUpServer(runtime, input.name, publishWaitMs(checked)))) {
+              warnings.push('published before any server passed its health check: requests routed here get 503 until one does')
+            }
+          },
+          undo: async () => {}
+        })
+      }
+      return {
+        target,
+        action: 'create',
+        steps: createBackendSteps(desired, { executor: this.#executor, identity: this.#identity, created: this.created }, servers.flatMap(addServerSteps), between),
+        changes: [{ op: 'backend.put', backend: desired }, ...servers.map(server => ({ op: 'server.put', server }) as const)]
+      }
+    }, async () => this.get(input.name))
+    return { ...backend, warnings: [...backend.warnings, ...warnings] }
+  }
+
+  async setPublished (name: string, published: boolean): Promise<Backend> {
+    checkName('backend', name)
+    const target = { kind: 'backend', id: name }
+    return this.#executor.perform({ target }, async (): Promise<Plan> => {
+      const kept = await this.#executor.store.getBackend(name)
+      const changes: DesiredChange[] = kept === undefined ? [] : [{ op: 'backend.put', backend: { ...kept, published } }]
+      const step = commandStep([published ? cmd.publishBackend(name) : cmd.unpublishBackend(name)], [published ? cmd.unpublishBackend(name) : cmd.publishBackend(name)], {
+        explain: err => rejectionOf(err)?.kind === 'not_found' ? notFound(name) : undefined
+      })
+      return { target, action: 'update', steps: [step], changes }
+    }, async () => this.get(name))
+  }
+
+  /**
+   * The removal sequence (management §9.3 `del backend`): unpublish, put every server in maintenance,
+   * wait until each is removable, delete them, wait until the backend is removable, delete it. Until
+   * the first server is deleted everything can be put back, so a server that does not drain in time
+   * restores the backend as it was; after that the error says what is left.
+   */
+  async delete (name: string, opts: { timeoutMs: number, force: boolean }): Promise<void> {
+    checkName('backend', name)
+    const target = { kind: 'backend', id: name }
+    await this.#executor.perform({ target }, async (): Promise<Plan> => {
+      const deadline = Date.now() + opts.timeoutMs
+      const [info, stat, servers] = await this.#preflight(name)
+      const backend = (await this.#view(info, stat)).find(b => b.name === name)
+      if (backend === undefined) throw notFound(name)
+      if (!backend.dynamic && !opts.force) {
+        throw new OperationError('BACKEND_STATIC',
+          `backend '${name}' comes from HAProxy's configuration (or was not created through this hapctl): deleting it lasts only until the next reload; pass force=true to delete it anyway`)
+      }
+      const prior = servers.map(s => ({
+        name: s.srv_name as string,
+        admin: Number(s.srv_admin_state),
+        agentEnabled: (Number(s.srv_agent_state) & CheckStateBits.ENABLED) !== 0
+      }))
+      const steps: Step[] = []
+      if (backend.published) steps.push(commandStep([cmd.unpublishBackend(name)], [cmd.publishBackend(name)]))
+      for (const s of prior) {
+        if (s.agentEnabled) steps.push(commandStep([cmd.disableAgent(name, s.name)], [cmd.enableAgent(name, s.name)]))
+        if ((s.admin & AdminStateBits.FMAINT) === 0) {
+          steps.push(commandStep([cmd.setServerState(name, s.name, 'maint')], [cmd.setServerState(name, s.name, (s.admin & AdminStateBits.FDRAIN) !== 0 ? 'drain' : 'ready')]))
+        }
+      }
+      for (const s of prior) {
+        steps.push({
+          label: `wait srv-removable ${s.name}`,
+          apply: async ({ runtime }) => { await runtime.execute([cmd.waitServerRemovable(name, s.name, remaining(deadline))]) },
+          undo: async () => {},
+          explain: err => {
+            const r = rejectionOf(err)
+            if (r?.verb !== 'wait srv-removable') return undefined
+            return new OperationError('NOT_REMOVABLE', `a server of '${name}' ('${s.name}') still had connections when the ${opts.timeoutMs} ms timeout ran out`,
+              { haproxyMessage: r.haproxyMessage, command: r.verb, cause: r })
+          }
+        })
+      }
+      // Past this point servers are being deleted: nothing can be put back, only reported.
+      for (const s of prior) steps.push(commandStep([cmd.delServer(name, s.name)], undefined, { label: `del server ${s.name}` }))
+      steps.push({
+        label: 'del backend',
+        apply: async ({ runtime }) => {
+          await runtime.execute([cmd.waitBackendRemovable(name, remaining(deadline)), cmd.delBackend(name)])
+          this.created.delete(name)
+          await this.#executor.store.setCreatedIn(name, undefined)
+        },
+        explain: err => {
+          const r = rejectionOf(err)
+          if (r === undefined) return undefined
+          return new OperationError(r.verb === 'wait be-removable' ? 'NOT_REMOVABLE' : 'CONFLICT', `backend '${name}' could not be deleted: ${r.haproxyMessage}`,
+            { haproxyMessage: r.haproxyMessage, command: r.verb, cause: r })
+        }
+      })
+      return { target, action: 'delete', steps, changes: [{ op: 'backend.delete', name }] }
+    })
+  }
+
+  /**
+   * Reads what the removal needs, and asks HAProxy whether the backend can ever be removed before
+   * touching it: `wait … be-removable` reports references from the configuration first (verified on
+   * 3.4.7: before the published and has-servers checks), so a referenced backend is refused unchanged.
+   */
+  async #preflight (name: string): Promise<[ProcessInfo, Row[], Row[]]> {
+    let info, stat, servers
+    try {
+      [info, stat, servers] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(name, BACKEND_STAT), cmd.showServersState(name)])
+    } catch (err) {
+      if (rejectionOf(err)?.kind === 'not_found') throw notFound(name)
+      throw toOperationError(err)
+    }
+    try {
+      await this.#runtime.execute([cmd.waitBackendRemovable(name, 1)])
+    } catch (err) {
+      const r = rejectionOf(err)
+      if (r === undefined) throw toOperationError(err)
+      const transient = /must be unpublished|Only a backend without server|still has attached streams|Wait delay expired/.test(r.haproxyMessage)
+      if (!transient) {
+        throw new OperationError('BACKEND_NOT_REMOVABLE', `HAProxy cannot remove backend '${name}' at runtime; nothing was changed`,
+          { haproxyMessage: r.haproxyMessage, command: r.verb, state: { backend: name, changed: false } })
+      }
+    }
+    return [info, stat, servers]
+  }
+}
+
+/** Polls `show stat` until a server of the backend is UP; false when `withinMs` runs out first. */
+export async function waitForUpServer (runtime: Runtime, name: string, withinMs: number): Promise<boolean> {
+  const deadline = Date.now() + withinMs
+  for (;;) {
+    const [rows] = await runtime.execute([cmd.showStat(name, BACKEND_STAT)])
+    if (rows.some(r => r.type === StatType.SERVER && (r.status ?? '').startsWith('UP'))) return true
+    if (Date.now() >= deadline) return false
+    await new Promise(resolve => setTimeout(resolve, Math.min(100, Math.max(1, deadline - Date.now()))))
+  }
+}
+
+/** How long a new backend's checked servers need to come UP: about inter × rise each, at most 30 s. */
+function publishWaitMs (servers: ReadonlyArray<{ inter?: number | undefined, rise?: number | undefined }>): number {
+  const longest = Math.max(...servers.map(s => (s.inter ?? 2000) * (s.rise ?? 2)))
+  return Math.min(30_000, longest + 1000)
+}
+
+function remaining (deadline: number): number {
+  return Math.max(1, deadline - Date.now())
+}

@@ -1,0 +1,240 @@
+/**
+ * Servers: reads from one `show servers state` + `show stat` round trip, and planners for the add,
+ * change and remove sequences (management §9.3 `add server`, `set server`, `enable|disable health`,
+ * `enable|disable agent`, `wait srv-removable`, `del server`). Every write is a plan run by the
+ * executor under the backend's lock (`backend:<name>`, the key backends use too), so a server cannot
+ * be added to a backend being deleted. What a write asks for is kept in the desired-state store.
+ */
+import type { Runtime } from '../../runtime/client.ts'
+import * as cmd from '../../runtime/commands/index.ts'
+import type { RuntimeCommandError } from '../../runtime/errors.ts'
+import { checkName } from '../../runtime/validation.ts'
+import type { Executor } from '../../engine/executor.ts'
+import type { Plan, Step } from '../../engine/plan.ts'
+import { commandStep } from '../../engine/plan.ts'
+import { OperationError, fromRuntime, rejectionOf, toOperationError } from '../../engine/outcomes.ts'
+import type { DesiredChange, DesiredServer, ServerSpec } from '../../engine/store/types.ts'
+import type { CreateServerInput, PatchServerInput } from '../../schemas/servers.ts'
+import type { Server } from './view.ts'
+import { joinServers, toAddOptions } from './view.ts'
+
+export type { Server } from './view.ts'
+
+/** How long an undo waits for a server that was briefly in service to lose its connections. */
+const ROLLBACK_WAIT_MS = 2000
+
+export function backendNotFound (backend: string): OperationError {
+  return new OperationError('BACKEND_NOT_FOUND', `there is no backend named '${backend}'`)
+}
+
+function serverNotFound (backend: string, server: string): OperationError {
+  return new OperationError('SERVER_NOT_FOUND', `backend '${backend}' has no server named '${server}'`)
+}
+
+/** The add-server fields of a request, as the store keeps them. */
+export function specOf (input: CreateServerInput): ServerSpec {
+  const { name: _name, enabled: _enabled, ...spec } = input
+  return spec
+}
+
+/** A server as the store keeps it right after a successful add. */
+export function desiredServerOf (backend: string, input: CreateServerInput): DesiredServer {
+  return { backend, name: input.name, spec: specOf(input), adminState: input.enabled ? 'ready' : 'maint', weight: null, healthChecks: null, agentChecks: null }
+}
+
+/** What a refused `add server` means for the client (management §9.3 `add server`). */
+function addRejection (backend: string, server: string, r: RuntimeCommandError): OperationError {
+  const details = { haproxyMessage: r.haproxyMessage, command: r.verb, cause: r }
+  if (r.kind === 'not_found') return new OperationError('BACKEND_NOT_FOUND', `there is no backend named '${backend}'`, details)
+  if (r.kind === 'exists') return new OperationError('SERVER_EXISTS', `backend '${backend}' already has a server named '${server}'`, details)
+  if (/does not support dynamic servers/.test(r.haproxyMessage)) {
+    return new OperationError('NO_DYNAMIC_SERVERS', `backend '${backend}' uses a load-balancing algorithm that does not allow servers to be added at runtime`, details)
+  }
+  if (r.kind === 'forbidden' || r.kind === 'unsupported') return fromRuntime(r)
+  return new OperationError('SERVER_REJECTED', `HAProxy refused server '${server}': ${r.haproxyMessage}`, details)
+}
+
+/** `maint` → `wait srv-removable` → `del server`: what removes a server that may have had traffic. */
+export function removalCommands (backend: string, server: string, waitMs = ROLLBACK_WAIT_MS): Array<cmd.Command<void>> {
+  return [cmd.setServerState(backend, server, 'maint'), cmd.waitServerRemovable(backend, server, waitMs), cmd.delServer(backend, server)]
+}
+
+/**
+ * The steps that add a server as the store describes it: `add server … [check … init-state down]` →
+ * `enable health` (with check) → `set server … state <admin>` (unless maint) → weight, health and
+ * agent switches set after the add. Undoing the first step removes the server, which undoes the rest.
+ * All command steps: they go out on one connection.
+ */
+export function addServerSteps (s: DesiredServer): Step[] {
+  const { backend, name } = s
+  const add = cmd.addServer(backend, name, toAddOptions(s.spec))
+  const steps: Step[] = [commandStep([add], removalCommands(backend, name), {
+    explain: err => { const r = rejectionOf(err); return r?.verb === 'add server' ? addRejection(backend, name, r) : undefined }
+  })]
+  const healthOn = s.healthChecks ?? s.spec.check
+  if (s.spec.check && healthOn) steps.push(commandStep([cmd.enableHealth(backend, name)], []))
+  if (s.weight !== null && s.weight !== (s.spec.weight ?? 1)) steps.push(commandStep([cmd.setServerWeight(backend, name, s.weight)], []))
+  if (s.agentChecks === true) steps.push(commandStep([cmd.enableAgent(backend, name)], []))
+  if (s.adminState !== 'maint') steps.push(commandStep([cmd.setServerState(backend, name, s.adminState)], []))
+  return steps
+}
+
+/**
+ * Removal (management §9.3): `disable agent` (when enabled: an agent would undo the maintenance) →
+ * `set server … state maint` → `shutdown sessions server` (force) → `wait <timeout> srv-removable` →
+ * `del server`. Until `del server` everything can be put back.
+ */
+export function removeServerSteps (backend: string, server: string, current: { adminState: cmd.ServerAdminState, agentEnabled: boolean }, opts: { timeoutMs: number, force: boolean }): Step[] {
+  const steps: Step[] = []
+  if (current.agentEnabled) steps.push(commandStep([cmd.disableAgent(backend, server)], [cmd.enableAgent(backend, server)]))
+  if (current.adminState !== 'maint') steps.push(commandStep([cmd.setServerState(backend, server, 'maint')], [cmd.setServerState(backend, server, current.adminState)]))
+  if (opts.force) steps.push(commandStep([cmd.shutdownSessions(backend, server)], []))
+  steps.push(commandStep([cmd.waitServerRemovable(backend, server, opts.timeoutMs)], [], {
+    explain: err => {
+      const r = rejectionOf(err)
+      if (r?.kind !== 'conflict') return undefined
+      return new OperationError('NOT_REMOVABLE',
+        `server '${backend}/${server}' still had connections when the ${opts.timeoutMs} ms timeout ran out; retry the DELETE with a longer timeout, or pass force=true to close its sessions`,
+        { haproxyMessage: r.haproxyMessage, command: r.verb, cause: r })
+    }
+  }))
+  steps.push(commandStep([cmd.delServer(backend, server)]))
+  return steps
+}
+
+export class ServerService {
+  readonly #runtime: Runtime
+  readonly #executor: Executor
+
+  constructor (deps: { runtime: Runtime, executor: Executor }) {
+    this.#runtime = deps.runtime
+    this.#executor = deps.executor
+  }
+
+  async list (backend: string): Promise<Server[]> {
+    checkName('backend', backend)
+    let state, stat
+    try {
+      [state, stat] = await this.#runtime.execute([cmd.showServersState(backend), cmd.showStat(backend)])
+    } catch (err) {
+      if (rejectionOf(err)?.kind === 'not_found') throw backendNotFound(backend)
+      throw toOperationError(err)
+    }
+    return joinServers(backend, state, stat)
+  }
+
+  async get (backend: string, server: string): Promise<Server> {
+    checkName('server', server)
+    const found = (await this.list(backend)).find(s => s.name === server)
+    if (found === undefined) throw serverNotFound(backend, server)
+    return found
+  }
+
+  async create (backend: string, input: CreateServerInput): Promise<Server> {
+    checkName('backend', backend)
+    const desired = desiredServerOf(backend, input)
+    return this.#executor.perform(
+      { target: { kind: 'server', id: `${backend}/${input.name}` }, lock: `backend:${backend}` },
+      async (): Promise<Plan> => ({
+        target: { kind: 'server', id: `${backend}/${input.name}` },
+        action: 'create',
+        steps: addServerSteps(desired),
+        changes: [{ op: 'server.put', server: desired }]
+      }),
+      async () => this.get(backend, input.name))
+  }
+
+  /**
+   * Applies a PATCH: address/port, weight, health and agent checks, then the admin state (so checks are
+   * on before a server goes back into service). Everything is validated and the server read before the
+   * first command is sent: `disable health` on a server without checks would answer success and do
+   * nothing. Each step carries the command that puts back what it changes, read from the server before.
+   */
+  async update (backend: string, server: string, patch: PatchServerInput): Promise<Server> {
+    checkName('backend', backend)
+    checkName('server', server)
+    const target = { kind: 'server', id: `${backend}/${server}` }
+    return this.#executor.perform({ target, lock: `backend:${backend}` }, async () => {
+      const current = await this.get(backend, server)
+      if (patch.healthChecks !== undefined && !current.healthCheck.configured) {
+        throw new OperationError('CHECKS_NOT_CONFIGURED', `server '${backend}/${server}' was added without health checks ("check"); they cannot be ${patch.healthChecks ? 'enabled' : 'disabled'}. Delete and re-add it with "check": true`)
+      }
+      if (patch.agentChecks !== undefined && !current.agentCheck.configured) {
+        throw new OperationError('AGENT_NOT_CONFIGURED', `server '${backend}/${server}' has no agent check configured; it cannot be ${patch.agentChecks ? 'enabled' : 'disabled'}`)
+      }
+      const steps: Step[] = []
+      if (patch.address !== undefined || patch.port !== undefined) {
+        const address = patch.address ?? current.address
+        if (address === null) {
+          throw new OperationError('SERVER_HAS_NO_IP', `server '${backend}/${server}' has no IP address (an FQDN or socket server): give "address" too, or delete and re-add it`)
+        }
+        // Port 0 ("the client's port") cannot be set back through `port`, and needs not be when unchanged.
+        steps.push(commandStep([cmd.setServerAddr(backend, server, address, patch.port)],
+          current.address === null ? undefined : [cmd.setServerAddr(backend, server, current.address, current.port === 0 ? undefined : current.port)]))
+      }
+      if (patch.weight !== undefined) {
+        steps.push(commandStep([cmd.setServerWeight(backend, server, patch.weight)], [cmd.setServerWeight(backend, server, current.weight.current)]))
+      }
+      if (patch.healthChecks !== undefined) {
+        const toggle = (on: boolean): cmd.Command<void> => on ? cmd.enableHealth(backend, server) : cmd.disableHealth(backend, server)
+        steps.push(commandStep([toggle(patch.healthChecks)], [toggle(current.healthCheck.enabled)]))
+      }
+      if (patch.agentChecks !== undefined) {
+        const toggle = (on: boolean): cmd.Command<void> => on ? cmd.enableAgent(backend, server) : cmd.disableAgent(backend, server)
+        steps.push(commandStep([toggle(patch.agentChecks)], [toggle(current.agentCheck.enabled)]))
+      }
+      if (patch.state !== undefined) {
+        steps.push(commandStep([cmd.setServerState(backend, server, patch.state)], [cmd.setServerState(backend, server, current.adminState)]))
+      }
+      const notFound = (err: OperationError): OperationError | undefined => rejectionOf(err)?.kind === 'not_found' ? serverNotFound(backend, server) : undefined
+      return { target, action: 'update', steps: steps.map(s => ({ ...s, explain: notFound })), changes: await this.#patchChanges(backend, server, patch) }
+    }, async () => this.get(backend, server))
+  }
+
+  /**
+   * What a PATCH changes in the store: the whole record of a server hapctl added; state and weight of
+   * any other server (one of the configuration's), which is all that survives of it across a reload.
+   */
+  async #patchChanges (backend: string, server: string, patch: PatchServerInput): Promise<DesiredChange[]> {
+    const store = this.#executor.store
+    const kept = await store.getServer(backend, server)
+    if (kept !== undefined) {
+      return [{
+        op: 'server.put',
+        server: {
+          ...kept,
+          spec: { ...kept.spec, address: patch.address ?? kept.spec.address, port: patch.port ?? kept.spec.port },
+          adminState: patch.state ?? kept.adminState,
+          weight: patch.weight ?? kept.weight,
+          healthChecks: patch.healthChecks ?? kept.healthChecks,
+          agentChecks: patch.agentChecks ?? kept.agentChecks
+        }
+      }]
+    }
+    if (patch.state === undefined && patch.weight === undefined) return []
+    const settings = await store.getStaticServer(backend, server)
+    return [{
+      op: 'staticServer.put',
+      settings: { backend, name: server, adminState: patch.state ?? settings?.adminState ?? null, weight: patch.weight ?? settings?.weight ?? null }
+    }]
+  }
+
+  /** Drains and removes a server; a server that does not drain in time is put back as it was (409). */
+  async delete (backend: string, server: string, opts: { timeoutMs: number, force: boolean }): Promise<void> {
+    checkName('backend', backend)
+    checkName('server', server)
+    const target = { kind: 'server', id: `${backend}/${server}` }
+    await this.#executor.perform({ target, lock: `backend:${backend}` }, async () => {
+      const current = await this.get(backend, server)
+      const kept = await this.#executor.store.getServer(backend, server)
+      const notFound = (err: OperationError): OperationError | undefined => rejectionOf(err)?.kind === 'not_found' ? serverNotFound(backend, server) : undefined
+      const steps = removeServerSteps(backend, server, { adminState: current.adminState, agentEnabled: current.agentCheck.enabled }, opts)
+      return {
+        target,
+        action: 'delete',
+        steps: steps.map(s => ({ ...s, explain: s.explain ?? notFound })),
+        changes: [kept !== undefined ? { op: 'server.delete', backend, name: server } : { op: 'staticServer.delete', backend, name: server }]
+      }
+    })
+  }
+}
