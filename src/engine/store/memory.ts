@@ -75,6 +75,17 @@ export class MemoryStore implements DesiredStateStore {
     return this.#map(name)
   }
 
+  async managedMaps (): Promise<string[]> {
+    this.#open()
+    return [...this.#tables.maps.keys()].sort(compare)
+  }
+
+  async getMapEntry (name: string, key: string): Promise<{ managed: false } | { managed: true, value: string | undefined }> {
+    this.#open()
+    const map = this.#tables.maps.get(name)
+    return map === undefined ? { managed: false } : { managed: true, value: map.get(key) }
+  }
+
   async commit (changes: readonly DesiredChange[], meta: CommitMeta): Promise<number> {
     this.#open()
     checkMeta(meta)

@@ -239,6 +239,19 @@ export class SqliteStore implements DesiredStateStore {
     return this.#getMap.deferred(name)
   }
 
+  async managedMaps (): Promise<string[]> {
+    return (this.#s.mapNames.all() as Array<{ name: string }>).map(r => r.name)
+  }
+
+  async getMapEntry (name: string, key: string): Promise<{ managed: false } | { managed: true, value: string | undefined }> {
+    // One read transaction, so that "managed" and the value belong to the same revision.
+    return this.#db.transaction(() => {
+      if (this.#s.mapExists.get(name) === undefined) return { managed: false as const }
+      const row = this.#s.mapEntry.get(name, key) as { value: string } | undefined
+      return { managed: true as const, value: row?.value }
+    }).deferred()
+  }
+
   async commit (changes: readonly DesiredChange[], meta: CommitMeta): Promise<number> {
     checkMeta(meta)
     // IMMEDIATE takes the write lock first: a deferred transaction that reads, then writes, can fail
@@ -409,6 +422,7 @@ function prepare (db: Sql) {
     mapNextPosition: q('UPDATE maps SET next_position = next_position + 1 WHERE name = ? RETURNING next_position - 1'),
     mapForget: q('DELETE FROM maps WHERE name = ?'),
     mapEntries: q('SELECT key, value FROM map_entries WHERE map = ? ORDER BY position'),
+    mapEntry: q('SELECT value FROM map_entries WHERE map = ? AND key = ?'),
     allMapEntries: q('SELECT map, key, value FROM map_entries ORDER BY map, position'),
     mapEntriesClear: q('DELETE FROM map_entries WHERE map = ?'),
     mapEntryInsert: q('INSERT INTO map_entries (map, position, key, value) VALUES (?, ?, ?, ?)'),

@@ -21,7 +21,7 @@ import type { Executor } from '../../engine/executor.ts'
 import type { Step } from '../../engine/plan.ts'
 import { commandStep } from '../../engine/plan.ts'
 import { OperationError, rejectionOf, toOperationError } from '../../engine/outcomes.ts'
-import type { DesiredChange, DesiredMap } from '../../engine/store/types.ts'
+import type { DesiredChange } from '../../engine/store/types.ts'
 import { MAP_REFERENCES, loadContentStep, mapNotFound, readContent } from '../pattern-refs/versioned-load.ts'
 import type { MapChange } from './content.ts'
 import {
@@ -98,8 +98,13 @@ export class MapService {
     } catch (err) {
       throw toOperationError(err)
     }
-    const managed = await Promise.all(maps.map(async m => (await this.#managed(m.name)) !== undefined))
-    return maps.map((m, i) => ({
+    let managed: Set<string>
+    try {
+      managed = new Set(await this.#executor.store.managedMaps())
+    } catch (err) {
+      throw new OperationError('STORE_UNAVAILABLE', `the desired-state store could not be read (${(err as Error).message})`, { cause: err })
+    }
+    return maps.map(m => ({
       name: m.name,
       id: m.id,
       kind: m.name.startsWith('virt@') ? 'virtual' : 'file',
@@ -107,7 +112,7 @@ export class MapService {
       currentVersion: m.currentVersion,
       nextVersion: m.nextVersion,
       description: m.description,
-      managed: managed[i] as boolean
+      managed: managed.has(m.name)
     }))
   }
 
@@ -136,11 +141,11 @@ export class MapService {
   async create (map: string, entry: MapEntry, ifMatch?: string): Promise<MapEntry> {
     const ref = await this.#resolve(map)
     return this.#write(ref, 'create', async () => {
-      const managed = await this.#managed(ref.name)
+      const { managed } = await this.#kept(ref.name, entry.key)
       // On a managed map without If-Match, one `get map` usually settles whether the key exists;
       // reading the whole map (megabytes for 100k entries) is the fallback, and what an ETag check
       // and an adoption need anyway.
-      let exists = ifMatch === undefined && managed !== undefined
+      let exists = ifMatch === undefined && managed
         ? exactKeyFromLookup(await this.#read(ref, cmd.getMapLookup(ref.address, entry.key)), entry.key)
         : undefined
       let current: MapEntry[] | undefined
@@ -164,12 +169,12 @@ export class MapService {
   async put (map: string, entry: MapEntry, ifMatch?: string): Promise<'created' | 'updated'> {
     const ref = await this.#resolve(map)
     return this.#write(ref, 'update', async () => {
-      const managed = await this.#managed(ref.name)
-      const current = ifMatch !== undefined || managed === undefined ? await readContent(this.#runtime, ref.address) : undefined
+      const kept = await this.#kept(ref.name, entry.key)
+      const current = ifMatch !== undefined || !kept.managed ? await readContent(this.#runtime, ref.address) : undefined
       if (current !== undefined) checkIfMatch(ref.address, ifMatch, current)
-      const changes = [...this.#adoption(ref, managed, current), { op: 'map.set', name: ref.name, key: entry.key, value: entry.value } as const]
+      const changes = [...this.#adoption(ref, kept.managed, current), { op: 'map.set', name: ref.name, key: entry.key, value: entry.value } as const]
       // What undoing puts back: the value HAProxy had, or the one the store keeps.
-      const before = (current ?? managed?.entries ?? []).find(e => e.key === entry.key)?.value
+      const before = current !== undefined ? current.find(e => e.key === entry.key)?.value : kept.managed ? kept.value : undefined
       let outcome: 'created' | 'updated' = 'updated'
       const step: Step = {
         label: 'set map (add map if absent)',
@@ -203,10 +208,10 @@ export class MapService {
   async delete (map: string, key: string, ifMatch?: string): Promise<void> {
     const ref = await this.#resolve(map)
     return this.#write(ref, 'delete', async () => {
-      const managed = await this.#managed(ref.name)
-      const current = ifMatch !== undefined || managed === undefined ? await readContent(this.#runtime, ref.address) : undefined
+      const entry = await this.#kept(ref.name, key)
+      const current = ifMatch !== undefined || !entry.managed ? await readContent(this.#runtime, ref.address) : undefined
       if (current !== undefined) checkIfMatch(ref.address, ifMatch, current)
-      const kept = managed?.entries.find(e => e.key === key)
+      const kept = entry.managed && entry.value !== undefined ? { key, value: entry.value } : undefined
       if (current !== undefined && kept === undefined && !current.some(e => e.key === key)) throw entryNotFound(ref.address, key)
       // What undoing adds back, one per deleted entry.
       const values = current !== undefined ? current.filter(e => e.key === key).map(e => e.value) : kept !== undefined ? [kept.value] : []
@@ -232,7 +237,7 @@ export class MapService {
       }
       return {
         steps: [step],
-        changes: [...this.#adoption(ref, managed, current), { op: 'map.delete', name: ref.name, key }],
+        changes: [...this.#adoption(ref, entry.managed, current), { op: 'map.delete', name: ref.name, key }],
         result: () => undefined
       }
     })
@@ -296,8 +301,8 @@ export class MapService {
    * entry of each key (the one lookups use; the store keeps one value per key). A content hapctl could
    * not write back is refused: the reconciler could not put it back after a reload.
    */
-  #adoption (ref: MapRef, managed: DesiredMap | undefined, current: MapEntry[] | undefined): DesiredChange[] {
-    if (managed !== undefined) return []
+  #adoption (ref: MapRef, managed: boolean, current: MapEntry[] | undefined): DesiredChange[] {
+    if (managed) return []
     if (current === undefined) throw new Error('adopting a map needs its current content')
     const content = firstOfEachKey(current)
     assertWritable(ref.address, content,
@@ -305,10 +310,10 @@ export class MapService {
     return [{ op: 'map.replace', name: ref.name, entries: content }]
   }
 
-  /** The store's content of the map, undefined when it is not managed. */
-  async #managed (name: string): Promise<DesiredMap | undefined> {
+  /** Whether the store keeps the map, and the value it keeps for `key` (one row read, not the whole map). */
+  async #kept (name: string, key: string): Promise<{ managed: false } | { managed: true, value: string | undefined }> {
     try {
-      return await this.#executor.store.getMap(name)
+      return await this.#executor.store.getMapEntry(name, key)
     } catch (err) {
       throw new OperationError('STORE_UNAVAILABLE', `the desired-state store could not be read (${(err as Error).message}); nothing was changed`, { cause: err })
     }

@@ -238,6 +238,20 @@ export function storeContract (open: () => Promise<DesiredStateStore>): void {
   })
 
   describe('maps', () => {
+    it('managedMaps and getMapEntry answer without reading whole maps, and agree with getMap', async () => {
+      const store = await fresh()
+      expect(await store.managedMaps()).toEqual([])
+      expect(await store.getMapEntry('virt@m', 'a')).toEqual({ managed: false })
+      await store.commit([{ op: 'map.replace', name: 'virt@m', entries: entries(['a', '1'], ['b', '2']) }, { op: 'map.replace', name: '/etc/x.map', entries: [] }], meta)
+      expect(await store.managedMaps()).toEqual(['/etc/x.map', 'virt@m'])
+      expect(await store.getMapEntry('virt@m', 'b')).toEqual({ managed: true, value: '2' })
+      expect(await store.getMapEntry('virt@m', 'zz')).toEqual({ managed: true, value: undefined })
+      expect(await store.getMapEntry('/etc/x.map', 'a')).toEqual({ managed: true, value: undefined })
+      await store.commit([{ op: 'map.forget', name: 'virt@m' }], meta)
+      expect(await store.managedMaps()).toEqual(['/etc/x.map'])
+      expect(await store.getMapEntry('virt@m', 'b')).toEqual({ managed: false })
+    })
+
     it('map.replace adopts a map; map.set keeps an existing key in place and appends a new one', async () => {
       const store = await fresh()
       await store.commit([{ op: 'map.replace', name: 'virt@m', entries: entries(['a', '1'], ['b', '2'], ['c', '3']) }], meta)
