@@ -19,7 +19,13 @@ import { fileURLToPath } from 'node:url'
 import { buildApp } from '../src/app.ts'
 import { loadConfig } from '../src/config.ts'
 import { startHaproxy } from '../test/helpers/haproxy.ts'
-import type { HaproxyConfigContext } from '../test/helpers/haproxy.ts'
+import type { HaproxyConfigContext, HaproxyInstance } from '../test/helpers/haproxy.ts'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { SqliteStore } from '../src/engine/store/sqlite.ts'
+import type { DesiredChange } from '../src/engine/store/types.ts'
 import { HttpClient, json, text } from './http.ts'
 import { median, pool, seconds, table } from './measure.ts'
 import type { Row } from './measure.ts'
@@ -87,7 +93,14 @@ function rate (label: string, n: number, s: number): number {
   return n / s
 }
 
-type Ctx = { target: Target, http: HttpClient, upstreamPort: number }
+type Ctx = {
+  target: Target
+  http: HttpClient
+  /** The same hapctl with its desired-state store in memory: what the SQLite store costs a write. */
+  memHttp: HttpClient
+  upstreamPort: number
+  haproxy: HaproxyInstance
+}
 
 // --- verification through the raw client -----------------------------------------------------------
 
@@ -216,7 +229,7 @@ async function warmUp ({ target, http, upstreamPort }: Ctx): Promise<void> {
   await clearMap(target)
 }
 
-async function mapWrites ({ target, http }: Ctx): Promise<Row[]> {
+async function mapWrites ({ target, http, memHttp }: Ctx): Promise<Row[]> {
   log(`\n1. single map entry writes: ${N_WRITES} × add map ${MAP} k<i> v<i>`)
   const cmds = range(N_WRITES).map(i => `add map ${MAP} k${i} v${i}`)
   const bodies = range(N_WRITES).map(i => json({ key: `k${i}`, value: `v${i}` }))
@@ -242,6 +255,10 @@ async function mapWrites ({ target, http }: Ctx): Promise<Row[]> {
   const seq = await run('hapctl POST entries, sequential', async () => {
     for (const x of bodies) await http.expect(201, 'POST', MAP_PATH, x)
   })
+  const seqMem = await run('hapctl POST entries, sequential, store in memory', async () => {
+    for (const x of bodies) await memHttp.expect(201, 'POST', MAP_PATH, x)
+  })
+  log(`  what the SQLite store costs a write: ${(100 * (1 - seq / seqMem)).toFixed(1)} % of the throughput`)
   const conc = await run(`hapctl POST entries, concurrency ${CONCURRENCY}`, () =>
     pool(N_WRITES, CONCURRENCY, i => http.expect(201, 'POST', MAP_PATH, bodies[i])))
   const upsert = await run('hapctl PUT entries/:key (upsert), sequential', async () => {
@@ -252,6 +269,7 @@ async function mapWrites ({ target, http }: Ctx): Promise<Row[]> {
   const op = `add 1 map entry (${N_WRITES}×)`
   return [
     { operation: op, hapctl: 'POST /maps/:m/entries, sequential', unit: 'ops/s', raw, value: seq },
+    { operation: op, hapctl: 'POST …, sequential, store in memory', unit: 'ops/s', raw, value: seqMem },
     { operation: op, hapctl: `POST /maps/:m/entries, concurrency ${CONCURRENCY}`, unit: 'ops/s', raw, value: conc },
     { operation: op, hapctl: 'PUT /maps/:m/entries/:key (upsert), seq.', unit: 'ops/s', raw, value: upsert }
   ]
@@ -455,28 +473,107 @@ async function largeMapWrites ({ target, http }: Ctx): Promise<Row[]> {
   ]
 }
 
+/** Phase 6: the desired state put back into a fresh HAProxy (what happens after every restart or reload). */
+const REPLAY_BACKENDS = 1000
+const REPLAY_SERVERS = 5
+const REPLAY_ENTRIES = 100_000
+
+async function replay ({ target, upstreamPort, haproxy }: Ctx): Promise<Row[]> {
+  log(`\n6. replay: ${REPLAY_BACKENDS} backends × ${REPLAY_SERVERS} servers, published, + ${REPLAY_ENTRIES} map entries, into a fresh HAProxy`)
+  const backends = range(REPLAY_BACKENDS).map(i => `rp_${i}`)
+  const servers = range(REPLAY_SERVERS).map(j => `s${j + 1}`)
+  const lines = range(REPLAY_ENTRIES).map(i => `k${i} rp_${i % REPLAY_BACKENDS}`)
+  const verify = async (): Promise<void> => {
+    const rows = (await stat(target)).filter(r => r.pxname.startsWith('rp_'))
+    const be = rows.filter(r => r.svname === 'BACKEND')
+    check(be.length === REPLAY_BACKENDS && be.every(r => r.status === 'UP'), `${be.length} rp_* backends published and UP, expected ${REPLAY_BACKENDS}`)
+    const sv = rows.filter(r => r.svname !== 'BACKEND')
+    check(sv.length === REPLAY_BACKENDS * REPLAY_SERVERS && sv.every(r => !r.status.includes('MAINT')), `${sv.length} rp_* servers in service, expected ${REPLAY_BACKENDS * REPLAY_SERVERS}`)
+    check((await mapEntries(target, MAP)).length === REPLAY_ENTRIES, `map holds ${REPLAY_ENTRIES} entries`)
+  }
+
+  // raw (c): the same commands pipelined on one connection, the entries as one atomic replace (payloads on 4 connections).
+  await haproxy.restart()
+  const commands: Array<[string, string]> = backends.flatMap(b => [
+    [`add backend ${b} from d`, 'New backend registered.'] as [string, string],
+    ...servers.flatMap(sv => [[`add server ${b}/${sv} 127.0.0.1:${upstreamPort}`, 'New server registered.'], [`enable server ${b}/${sv}`, '']] as Array<[string, string]>),
+    [`publish backend ${b}`, 'Backend published.'] as [string, string]
+  ])
+  const c = await seconds(async () => {
+    await rawSequence(target, 'c', commands)
+    await rawReplace(target, lines, RAW_PAYLOAD_CONNECTIONS)
+  })
+  await verify()
+  log(`  raw (c) ${commands.length} commands pipelined + atomic replace: ${c.toFixed(3)} s`)
+
+  // hapctl: the same desired state in a SQLite store, one reconciler pass against a fresh HAProxy.
+  const dir = mkdtempSync(join(tmpdir(), 'hapctl-bench-'))
+  const store = await SqliteStore.open(join(dir, 'replay.db'))
+  let app: FastifyInstance | undefined
+  try {
+    const changes: DesiredChange[] = [
+      ...backends.map(name => ({ op: 'backend.put', backend: { name, from: 'd', mode: null, published: true } }) as const),
+      ...backends.flatMap(backend => servers.map(name => ({
+        op: 'server.put',
+        server: { backend, name, spec: { address: '127.0.0.1', port: upstreamPort, check: false }, adminState: 'ready', weight: null, healthChecks: null, agentChecks: null }
+      }) as const)),
+      { op: 'map.replace', name: MAP, entries: lines.map(l => ({ key: l.slice(0, l.indexOf(' ')), value: l.slice(l.indexOf(' ') + 1) })) }
+    ]
+    await store.commit(changes, { actor: 'bench', action: 'replay', target: { kind: 'bench', id: 'replay' } })
+    await haproxy.restart()
+    app = await buildApp({ config: loadConfig({ HAPROXY_RUNTIME_API: haproxy.runtimeApi, HAPROXY_MAX_CONNECTIONS: process.env.BENCH_MAXCONN ?? '4' }), store, logger: false, reconcile: false })
+    const reconciler = app.reconciler
+    let report
+    const s = await seconds(async () => { report = await reconciler.reconcileNow('bench replay') })
+    check(report !== undefined && (report as { failed: unknown[] }).failed.length === 0, `replay failed: ${JSON.stringify((report as { failed?: unknown[] } | undefined)?.failed?.slice(0, 3))}`)
+    await verify()
+    const r = report as unknown as { reapplied: string[], phasesMs: Record<string, number> }
+    log(`  hapctl reconciler pass: ${s.toFixed(3)} s (${r.reapplied.length} objects put back; ms by phase: ${JSON.stringify(r.phasesMs)})`)
+    return [{ operation: `replay ${REPLAY_BACKENDS} backends × ${REPLAY_SERVERS} servers + ${REPLAY_ENTRIES} entries`, hapctl: 'one reconciler pass, fresh HAProxy', unit: 's', raw: { c }, value: s }]
+  } finally {
+    await app?.close()
+    await store.close()
+    rmSync(dir, { recursive: true, force: true })
+    await haproxy.restart()
+  }
+}
+
 async function main (): Promise<void> {
   const started = performance.now()
   process.env.HAPCTL_HAPROXY_BIN = haproxyBinary()
   const h = await startHaproxy({ config: benchConfig, upstreams: ['app'] })
-  const app = await buildApp({ config: loadConfig({ HAPROXY_RUNTIME_API: h.runtimeApi }), logger: false })
+  // The reconciler stays off: the raw phases change HAProxy behind hapctl's back (clear map…) and it
+  // would put hapctl's desired state back in the middle of their measurements.
+  const dir = mkdtempSync(join(tmpdir(), 'hapctl-bench-'))
+  const app = await buildApp({ config: loadConfig({ HAPROXY_RUNTIME_API: h.runtimeApi, HAPCTL_STORE: join(dir, 'bench.db') }), logger: false, reconcile: false })
+  const memApp = await buildApp({ config: loadConfig({ HAPROXY_RUNTIME_API: h.runtimeApi, HAPCTL_STORE: 'memory' }), logger: false, reconcile: false })
   let http: HttpClient | undefined
+  let memHttp: HttpClient | undefined
   try {
     await app.listen({ port: 0, host: '127.0.0.1' })
+    await memApp.listen({ port: 0, host: '127.0.0.1' })
     const { port } = app.server.address() as AddressInfo
     http = new HttpClient('127.0.0.1', port)
-    const ctx: Ctx = { target: { host: '127.0.0.1', port: h.ports.runtime }, http, upstreamPort: (h.upstreams.app as { port: number }).port }
+    memHttp = new HttpClient('127.0.0.1', (memApp.server.address() as AddressInfo).port)
+    const ctx: Ctx = { target: { host: '127.0.0.1', port: h.ports.runtime }, http, memHttp, upstreamPort: (h.upstreams.app as { port: number }).port, haproxy: h }
     const version = body(await oneShot(ctx.target, 'show version\n')).trim()
     log(`HAProxy ${version} (${h.runtimeApi}), hapctl on http://127.0.0.1:${port}, Node ${process.version}`)
-    await warmUp(ctx)
-    const rows = [...await mapWrites(ctx), ...await reads(ctx), ...await lifecycle(ctx), ...await replace(ctx), ...await largeMapWrites(ctx)]
+    if (process.env.BENCH_ONLY === undefined) await warmUp(ctx)
+    // BENCH_ONLY=replay (or a comma-separated list of phase names) runs only those phases.
+    const phases = { writes: mapWrites, reads, lifecycle, replace, large: largeMapWrites, replay }
+    const only = process.env.BENCH_ONLY?.split(',')
+    const rows: Row[] = []
+    for (const [name, phase] of Object.entries(phases)) if (only === undefined || only.includes(name)) rows.push(...await phase(ctx))
     log('\nhapctl/raw = hapctl throughput ÷ raw throughput (1 = as fast; 0.25 = hapctl takes 4× as long)\n')
     log(table(rows))
     log(`\ntotal ${((performance.now() - started) / 1000).toFixed(1)} s`)
   } finally {
     http?.close()
+    memHttp?.close()
     await app.close()
+    await memApp.close()
     await h.stop()
+    rmSync(dir, { recursive: true, force: true })
   }
 }
 

@@ -6,6 +6,7 @@
 //   Runtime API   tcp://127.0.0.1:9999
 //   hapctl        http://127.0.0.1:5555   Swagger UI at /docs
 import { execFileSync, spawn } from 'node:child_process'
+import { rmSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
@@ -56,7 +57,13 @@ start(haproxy, ['-f', 'examples/haproxy.cfg', '-db'])
 await waitForPort(9999)
 log('building hapctl')
 execFileSync('npm', ['run', '-s', 'build'], { cwd: root, stdio: 'inherit' })
-start(process.execPath, ['dist/server.js'], { HAPROXY_RUNTIME_API: 'tcp://127.0.0.1:9999', PORT: '5555', HOST: '127.0.0.1' })
+// The walk-through starts from nothing: a desired state left by an earlier demo would be put back
+// into this fresh HAProxy, and its first POST would answer 409. HAPCTL_STORE keeps one on purpose.
+const store = process.env.HAPCTL_STORE ?? 'data/demo.db'
+if (process.env.HAPCTL_STORE === undefined) {
+  for (const suffix of ['', '-wal', '-shm']) rmSync(`${root}/${store}${suffix}`, { force: true })
+}
+start(process.execPath, ['dist/server.js'], { HAPROXY_RUNTIME_API: 'tcp://127.0.0.1:9999', PORT: '5555', HOST: '127.0.0.1', HAPCTL_STORE: store })
 await waitForPort(5555)
 log(`ready: hapctl http://127.0.0.1:5555 (Swagger UI: http://127.0.0.1:5555/docs), HAProxy frontend http://127.0.0.1:8080
   try: curl -s -XPOST localhost:5555/backends -H 'content-type: application/json' -d '{"name":"mybackend1","from":"mydefaults"}'

@@ -104,14 +104,24 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   const servers = new ServerService({ runtime, executor })
   const backends = new BackendService({ runtime, executor, identity })
   const maps = new MapService({ runtime, executor })
+  // The reconciler gets connections of its own, so that a replay of thousands of objects after a
+  // restart does not queue the API's requests behind it (both limits together stay within HAProxy's
+  // 10 connections per stats socket at the default of 4 each, leaving room for operators).
+  const reconcilerRuntime = deps.runtime ?? new RuntimeClient({
+    endpoint: config.runtimeApi,
+    timeoutMs: config.runtimeTimeoutMs,
+    maxConnections: config.runtimeMaxConnections,
+    logger: app.log.child({ module: 'runtime', for: 'reconciler' })
+  })
+  if (deps.runtime === undefined) app.addHook('onClose', async () => { await reconcilerRuntime.close() })
   const reconciler = new Reconciler({
-    runtime,
+    runtime: reconcilerRuntime,
     executor,
     identity,
     created: backends.created,
     intervalMs: config.reconcileIntervalMs,
     identityPollMs: config.identityPollMs,
-    concurrency: Math.max(1, config.runtimeMaxConnections - 1),
+    concurrency: config.runtimeMaxConnections,
     logger: app.log.child({ module: 'reconciler' })
   })
   app.decorate('reconciler', reconciler)

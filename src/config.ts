@@ -55,6 +55,8 @@ export const ConfigSchema = z.object({
   HAPCTL_STORE: z.string().refine(v => v !== ':memory:', "use HAPCTL_STORE=memory for a store in memory (':memory:' is not a file)")
     .transform(v => v === 'memory' ? { kind: 'memory' as const } : { kind: 'sqlite' as const, path: v })
     .prefault('data/hapctl.db'),
+  /** full: every accepted change is fsynced before the reply; normal: survives a crash of hapctl, not of the OS. */
+  HAPCTL_STORE_SYNC: z.enum(['full', 'normal']).default('full'),
   /** How often the reconciler compares HAProxy with the desired state even when nothing happened. */
   HAPCTL_RECONCILE_INTERVAL_MS: z.coerce.number().int().min(500).max(3_600_000).default(10_000),
   /** How often HAProxy's process identity (pid, start time) is polled to notice a restart or reload. */
@@ -69,7 +71,7 @@ export const ConfigSchema = z.object({
   logLevel: env.LOG_LEVEL,
   runtimeTimeoutMs: env.HAPROXY_TIMEOUT_MS,
   runtimeMaxConnections: env.HAPROXY_MAX_CONNECTIONS,
-  store: env.HAPCTL_STORE,
+  store: env.HAPCTL_STORE.kind === 'sqlite' ? { ...env.HAPCTL_STORE, synchronous: env.HAPCTL_STORE_SYNC } : env.HAPCTL_STORE,
   reconcileIntervalMs: env.HAPCTL_RECONCILE_INTERVAL_MS,
   identityPollMs: env.HAPCTL_IDENTITY_POLL_MS,
   stateFile: env.HAPCTL_STATE_FILE

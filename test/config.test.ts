@@ -25,7 +25,7 @@ describe('loadConfig', () => {
       logLevel: 'info',
       runtimeTimeoutMs: 5000,
       runtimeMaxConnections: 4,
-      store: { kind: 'sqlite', path: 'data/hapctl.db' },
+      store: { kind: 'sqlite', path: 'data/hapctl.db', synchronous: 'full' },
       reconcileIntervalMs: 10_000,
       identityPollMs: 500,
       stateFile: undefined
@@ -42,6 +42,7 @@ describe('loadConfig', () => {
       HAPROXY_TIMEOUT_MS: '2500',
       HAPROXY_MAX_CONNECTIONS: '9',
       HAPCTL_STORE: '/var/lib/hapctl/state.db',
+      HAPCTL_STORE_SYNC: 'normal',
       HAPCTL_RECONCILE_INTERVAL_MS: '60000',
       HAPCTL_IDENTITY_POLL_MS: '250',
       HAPCTL_STATE_FILE: '/app/state/state.json'
@@ -53,7 +54,7 @@ describe('loadConfig', () => {
       logLevel: 'debug',
       runtimeTimeoutMs: 2500,
       runtimeMaxConnections: 9,
-      store: { kind: 'sqlite', path: '/var/lib/hapctl/state.db' },
+      store: { kind: 'sqlite', path: '/var/lib/hapctl/state.db', synchronous: 'normal' },
       reconcileIntervalMs: 60_000,
       identityPollMs: 250,
       stateFile: '/app/state/state.json'
@@ -62,8 +63,10 @@ describe('loadConfig', () => {
 
   it('selects the in-memory store with HAPCTL_STORE=memory, and takes relative paths as they are', () => {
     expect(loadConfig({ HAPCTL_STORE: 'memory' }).store).toEqual({ kind: 'memory' })
-    expect(loadConfig({ HAPCTL_STORE: 'state/x.db' }).store).toEqual({ kind: 'sqlite', path: 'state/x.db' })
-    expect(loadConfig({ HAPCTL_STORE: '' }).store).toEqual({ kind: 'sqlite', path: 'data/hapctl.db' })
+    expect(loadConfig({ HAPCTL_STORE: 'state/x.db' }).store).toEqual({ kind: 'sqlite', path: 'state/x.db', synchronous: 'full' })
+    expect(loadConfig({ HAPCTL_STORE: '' }).store).toEqual({ kind: 'sqlite', path: 'data/hapctl.db', synchronous: 'full' })
+    expect(loadConfig({ HAPCTL_STORE_SYNC: 'normal' }).store).toEqual({ kind: 'sqlite', path: 'data/hapctl.db', synchronous: 'normal' })
+    expect(() => loadConfig({ HAPCTL_STORE_SYNC: 'off' })).toThrow(/HAPCTL_STORE_SYNC/)
   })
 
   it('takes the bounds of the reconcile interval and the identity poll', () => {

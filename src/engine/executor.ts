@@ -44,6 +44,8 @@ export type RunOptions = {
   readonly requestId?: string | undefined
   /** How long to wait for the lock; default the executor's. */
   readonly lockTimeoutMs?: number | undefined
+  /** The runtime to act with, when not the executor's (the reconciler has connections of its own). */
+  readonly runtime?: Runtime | undefined
 }
 
 export type ExecutorLogger = {
@@ -103,7 +105,7 @@ export class Executor {
    */
   async run<T> (opts: RunOptions, build: (ctx: StepContext) => Promise<Plan>, then?: (outcome: Applied) => Promise<T>): Promise<{ outcome: Outcome, value: T | undefined }> {
     return this.locked(opts, async () => {
-      const ctx: StepContext = { runtime: this.runtime }
+      const ctx: StepContext = { runtime: opts.runtime ?? this.runtime }
       const plan = await build(ctx)
       const outcome = await this.#execute(ctx, plan, opts)
       const value = outcome.kind === 'applied' && then !== undefined ? await then(outcome) : undefined
@@ -122,14 +124,25 @@ export class Executor {
     const actor = opts.actor ?? 'api'
     const applied: Step[] = []
     for (const batch of batches(plan.steps)) {
+      let results: readonly unknown[]
       try {
-        await this.#applyBatch(ctx, batch)
+        results = await this.#applyBatch(ctx, batch)
       } catch (err) {
         const { done, failed, inDoubt } = whereItStopped(batch, err)
         applied.push(...done)
         return this.#fail(ctx, plan, opts, applied, failed, inDoubt, err)
       }
       applied.push(...batch)
+      let offset = 0
+      for (const s of batch) {
+        const n = s.commands?.length ?? 0
+        try {
+          await s.onApplied?.(results.slice(offset, offset + n))
+        } catch (err) {
+          return this.#fail(ctx, plan, opts, applied.slice(0, applied.indexOf(s)), s, [], err, [s, ...applied.slice(applied.indexOf(s) + 1)])
+        }
+        offset += n
+      }
     }
     let revision: number | undefined
     if (plan.changes !== undefined && plan.changes.length > 0) {
@@ -147,21 +160,32 @@ export class Executor {
     return { kind: 'applied', applied: applied.map(s => s.label), revision }
   }
 
-  /** A function step alone, or consecutive command steps on one connection. */
-  async #applyBatch (ctx: StepContext, batch: readonly Step[]): Promise<void> {
+  /** A function step alone, or consecutive command steps on one connection; the commands' results. */
+  async #applyBatch (ctx: StepContext, batch: readonly Step[]): Promise<readonly unknown[]> {
     const first = batch[0] as Step
-    if (first.apply !== undefined) return first.apply(ctx)
+    if (first.apply !== undefined) {
+      await first.apply(ctx)
+      return []
+    }
     const commands = batch.flatMap(s => s.commands ?? [])
-    if (commands.length > 0) await ctx.runtime.execute(commands)
+    return commands.length > 0 ? await ctx.runtime.execute(commands) : []
   }
 
   /**
    * `failed` is the step that failed; `inDoubt` the steps that may or may not have been applied (on a
    * verdictless failure: the whole batch from the failed step on).
    */
-  async #fail (ctx: StepContext, plan: Plan, opts: RunOptions, applied: Step[], failed: Step, inDoubt: Step[], err: unknown): Promise<Failed> {
+  /** `alsoApplied`: steps that were applied after all (a failed onApplied) and must be put back too. */
+  async #fail (ctx: StepContext, plan: Plan, opts: RunOptions, applied: Step[], failed: Step, inDoubt: Step[], err: unknown, alsoApplied: Step[] = []): Promise<Failed> {
     let error = toOperationError(err)
     error = failed.explain?.(error) ?? error
+    for (const s of inDoubt) {
+      try {
+        await s.onInDoubt?.()
+      } catch (hookErr) {
+        this.#logger?.warn({ err: hookErr, step: s.label }, 'a step in doubt could not note what it may have done')
+      }
+    }
     if (inDoubt.length > 0 && plan.changes !== undefined && plan.changes.length > 0) {
       // The command went out and nothing came back: HAProxy may apply it now or later (it runs
       // commands whose client has gone). Undoing would race it; record what was asked instead.
@@ -185,7 +209,7 @@ export class Executor {
     }
     // Steps in doubt are put back too: undoing what did not run only sets the value it already has,
     // and removing what was not added finds nothing.
-    return this.#rollback(ctx, plan, [...applied, ...inDoubt], error)
+    return this.#rollback(ctx, plan, [...applied, ...alsoApplied, ...inDoubt], error)
   }
 
   async #rollback (ctx: StepContext, plan: Plan, applied: Step[], error: OperationError): Promise<Failed> {

@@ -24,6 +24,14 @@ export type Step = {
   readonly label: string
   readonly commands?: ReadonlyArray<Command<unknown>> | undefined
   readonly apply?: ((ctx: StepContext) => Promise<void>) | undefined
+  /**
+   * With `commands`: called with their results once the batch they went out in succeeded (to record
+   * what a reply says, such as the process `show info` names). A throw fails the step; it counts as
+   * applied, so it is undone with the rest.
+   */
+  readonly onApplied?: ((results: readonly unknown[]) => Promise<void> | void) | undefined
+  /** Called when the step got no verdict (it may have been applied): to note what may now exist. */
+  readonly onInDoubt?: (() => Promise<void>) | undefined
   /** Puts back what it changed; absent when nothing can (a deleted server is gone). */
   readonly undoCommands?: ReadonlyArray<Command<unknown>> | undefined
   readonly undo?: ((ctx: StepContext) => Promise<void>) | undefined

@@ -27,7 +27,7 @@ import { adminStateOf } from '../resources/servers/view.ts'
 import { createBackendSteps } from '../resources/backends/service.ts'
 import type { CreatedBackend } from '../resources/backends/view.ts'
 import { BACKEND_STAT } from '../resources/backends/view.ts'
-import { loadContent, readContent } from '../resources/pattern-refs/versioned-load.ts'
+import { readContent, stageContent } from '../resources/pattern-refs/versioned-load.ts'
 
 export type DriftItem = {
   /** `backend/b1`, `server/b1/s1`, `static-server/webservers/web1`, `map/virt@paths.map`. */
@@ -49,6 +49,8 @@ export type ReconcileReport = {
   failed: Array<{ object: string, error: string }>
   /** Differences left: conflicts, failures, objects that HAProxy's configuration lacks. */
   drift: DriftItem[]
+  /** Where the time went: reading the store and HAProxy, and each phase that had work (ms). */
+  phasesMs: Record<string, number>
 }
 
 export type ReconcilerLogger = {
@@ -184,17 +186,21 @@ export class Reconciler {
   async #pass (reason: string): Promise<boolean> {
     const started = Date.now()
     const startedAt = new Date(started).toISOString()
-    const report: ReconcileReport = { reason, startedAt, durationMs: 0, process: undefined, revision: 0, reapplied: [], failed: [], drift: [] }
+    const report: ReconcileReport = { reason, startedAt, durationMs: 0, process: undefined, revision: 0, reapplied: [], failed: [], drift: [], phasesMs: {} }
     let again = false
     try {
+      let t0 = performance.now()
       const desired = await this.#o.executor.store.load()
       report.revision = desired.revision
+      report.phasesMs.store = Math.round(performance.now() - t0)
+      t0 = performance.now()
       const actual = await this.#readActual()
+      report.phasesMs.haproxy = Math.round(performance.now() - t0)
       if (actual.info.stopping) return true
       this.#o.identity.observe(actual.info)
       report.process = processIdOf(actual.info)
       const work = await this.#plan(desired, actual, report)
-      again = await this.#apply(work, report)
+      again = await this.#apply(work, report, desired.revision)
     } catch (err) {
       report.failed.push({ object: 'haproxy', error: (err as Error).message })
       again = true
@@ -205,7 +211,7 @@ export class Reconciler {
     this.#last = report
     const log = this.#o.logger
     if (report.reapplied.length > 0 || report.failed.length > 0) {
-      log?.info({ reason, ms: report.durationMs, reapplied: report.reapplied.length, failed: report.failed.slice(0, 10), drift: report.drift.length }, 'reconciled HAProxy with the desired state')
+      log?.info({ reason, ms: report.durationMs, phasesMs: report.phasesMs, reapplied: report.reapplied.length, failed: report.failed.slice(0, 10), drift: report.drift.length }, 'reconciled HAProxy with the desired state')
     } else {
       log?.debug({ reason, ms: report.durationMs }, 'HAProxy matches the desired state')
     }
@@ -287,23 +293,43 @@ export class Reconciler {
     return work
   }
 
-  /** Runs the work in dependency order; true when something must be looked at again. */
-  async #apply (work: Work[], report: ReconcileReport): Promise<boolean> {
+  /**
+   * Runs the work in dependency order; true when something must be looked at again. Maps are staged
+   * (prepared, loaded, counted: invisible to lookups) while backends are created, and committed once
+   * the backend phases are over, so what becomes visible still follows the dependency order.
+   */
+  async #apply (work: Work[], report: ReconcileReport, revision: number): Promise<boolean> {
     let again = false
-    const phases: Array<Work['kind']> = ['create-backend', 'fix-backend', 'fix-static', 'map', 'remove-backend']
-    for (const phase of phases) {
-      const items = work.filter(w => w.kind === phase)
-      await pool(items, this.#o.concurrency ?? 3, async item => {
-        try {
-          const done = await this.#run(item)
-          if (done === 'changed') again = true
-          else if (done !== undefined) report.reapplied.push(done)
-        } catch (err) {
-          report.failed.push({ object: objectOf(item), error: (err as Error).message })
-          report.drift.push({ object: objectOf(item), desired: 'as kept by hapctl', actual: `not put back: ${(err as Error).message}` })
-        }
-      })
+    const run = async (item: Work, gate?: Promise<void>): Promise<void> => {
+      try {
+        const done = await this.#run(item, revision, gate)
+        if (done === 'changed') again = true
+        else if (done !== undefined) report.reapplied.push(done)
+      } catch (err) {
+        report.failed.push({ object: objectOf(item), error: (err as Error).message })
+        report.drift.push({ object: objectOf(item), desired: 'as kept by hapctl', actual: `not put back: ${(err as Error).message}` })
+      }
     }
+    const timed = async (phase: string, items: Work[], fn: () => Promise<void>): Promise<void> => {
+      const t0 = performance.now()
+      await fn()
+      if (items.length > 0) report.phasesMs[phase] = Math.round(performance.now() - t0)
+    }
+    let openGate!: () => void
+    const gate = new Promise<void>(resolve => { openGate = resolve })
+    const mapItems = work.filter(w => w.kind === 'map')
+    const maps = timed('map', mapItems, () => pool(mapItems, 1, item => run(item, gate)))
+    try {
+      for (const phase of ['create-backend', 'fix-backend', 'fix-static'] as const) {
+        const items = work.filter(w => w.kind === phase)
+        await timed(phase, items, () => pool(items, this.#o.concurrency ?? 3, item => run(item)))
+      }
+    } finally {
+      openGate()
+    }
+    await maps
+    const removals = work.filter(w => w.kind === 'remove-backend')
+    await timed('remove-backend', removals, () => pool(removals, this.#o.concurrency ?? 3, item => run(item)))
     return again
   }
 
@@ -311,10 +337,12 @@ export class Reconciler {
    * One item under its object's lock. The desired state is read again there: a write may have changed
    * it since the pass began, and then the pass's view is stale ('changed': look again).
    */
-  async #run (item: Work): Promise<string | 'changed' | undefined> {
+  async #run (item: Work, revision: number, gate?: Promise<void>): Promise<string | 'changed' | undefined> {
     const { executor } = this.#o
     const store = executor.store
-    const opts = (kind: string, id: string, lock: string) => ({ target: { kind, id }, lock, actor: 'reconciler' })
+    const opts = (kind: string, id: string, lock: string) => ({ target: { kind, id }, lock, actor: 'reconciler', runtime: this.#o.runtime })
+    // Nothing was committed since the pass read the store: its view of every object is current.
+    const unchanged = async (): Promise<boolean> => await store.revision() === revision
     const throwIfFailed = (outcome: { kind: string, error?: Error }): void => {
       if (outcome.kind !== 'applied' && outcome.error !== undefined) throw outcome.error
     }
@@ -322,10 +350,12 @@ export class Reconciler {
       case 'create-backend': {
         const b = item.backend
         const { outcome, value } = await executor.run(opts('backend', b.name, `backend:${b.name}`), async (): Promise<Plan> => {
-          const now = await store.getBackend(b.name)
-          const servers = await store.getServers(b.name)
-          if (!sameJson(now, b) || !sameJson(servers, item.servers)) return { target: { kind: 'backend', id: b.name }, action: 'stale', steps: [] }
-          const steps = createBackendSteps(b, { executor, identity: this.#o.identity, created: this.#o.created }, servers.flatMap(addServerSteps))
+          if (!await unchanged()) {
+            const now = await store.getBackend(b.name)
+            const servers = await store.getServers(b.name)
+            if (!sameJson(now, b) || !sameJson(servers, item.servers)) return { target: { kind: 'backend', id: b.name }, action: 'stale', steps: [] }
+          }
+          const steps = createBackendSteps(b, { executor, identity: this.#o.identity, created: this.#o.created }, item.servers.flatMap(addServerSteps))
           return { target: { kind: 'backend', id: b.name }, action: 'reconcile', steps }
         }, async o => o.applied.length === 0 ? 'changed' : `backend/${b.name}: created${item.servers.length > 0 ? ` with ${item.servers.length} server(s)` : ''}${b.published ? ', published' : ''}`)
         throwIfFailed(outcome)
@@ -334,9 +364,11 @@ export class Reconciler {
       case 'fix-backend': {
         const { name, fixes } = item
         const { outcome, value } = await executor.run(opts('backend', name, `backend:${name}`), async (): Promise<Plan> => {
-          const now = item.snapshot.backend === undefined ? undefined : await store.getBackend(name)
-          const servers = await store.getServers(name)
-          if (!sameJson(now, item.snapshot.backend) || !sameJson(servers, item.snapshot.servers)) return { target: { kind: 'backend', id: name }, action: 'stale', steps: [] }
+          if (!await unchanged()) {
+            const now = item.snapshot.backend === undefined ? undefined : await store.getBackend(name)
+            const servers = await store.getServers(name)
+            if (!sameJson(now, item.snapshot.backend) || !sameJson(servers, item.snapshot.servers)) return { target: { kind: 'backend', id: name }, action: 'stale', steps: [] }
+          }
           const steps = [...fixes.steps]
           if (fixes.publish !== undefined) steps.push(commandStep([fixes.publish ? cmd.publishBackend(name) : cmd.unpublishBackend(name)]))
           return { target: { kind: 'backend', id: name }, action: 'reconcile', steps }
@@ -347,8 +379,8 @@ export class Reconciler {
       case 'fix-static': {
         const s = item.settings
         const { outcome, value } = await executor.run(opts('static-server', `${s.backend}/${s.name}`, `backend:${s.backend}`), async (): Promise<Plan> => {
-          const now = await store.getStaticServer(s.backend, s.name)
-          return { target: { kind: 'static-server', id: `${s.backend}/${s.name}` }, action: sameJson(now, s) ? 'reconcile' : 'stale', steps: sameJson(now, s) ? item.steps : [] }
+          const current = await unchanged() || sameJson(await store.getStaticServer(s.backend, s.name), s)
+          return { target: { kind: 'static-server', id: `${s.backend}/${s.name}` }, action: current ? 'reconcile' : 'stale', steps: current ? item.steps : [] }
         }, async o => o.applied.length === 0 ? 'changed' : `static-server/${s.backend}/${s.name}: ${settingsText(s)}`)
         throwIfFailed(outcome)
         return value
@@ -357,17 +389,26 @@ export class Reconciler {
         const m = item.map
         let stale = false
         const { outcome, value } = await executor.run(opts('map', m.name, `map:${m.name}`), async (): Promise<Plan> => {
-          const now = await store.getMap(m.name)
-          if (now === undefined || !sameEntries(now.entries, m.entries)) {
-            stale = true
-            return { target: { kind: 'map', id: m.name }, action: 'stale', steps: [] }
+          if (!await unchanged()) {
+            const now = await store.getMap(m.name)
+            if (now === undefined || !sameEntries(now.entries, m.entries)) {
+              stale = true
+              return { target: { kind: 'map', id: m.name }, action: 'stale', steps: [] }
+            }
           }
           const live = await readContent(this.#o.runtime, m.name)
           if (sameEntries(live, m.entries)) return { target: { kind: 'map', id: m.name }, action: 'reconcile', steps: [] }
           return {
             target: { kind: 'map', id: m.name },
             action: 'reconcile',
-            steps: [{ label: 'load map version', apply: async ({ runtime }) => { await loadContent(runtime, m.name, m.entries) } }]
+            steps: [{
+              label: 'load map version',
+              apply: async ({ runtime }) => {
+                const staged = await stageContent(runtime, m.name, m.entries)
+                await gate
+                await staged.commit()
+              }
+            }]
           }
         }, async o => stale ? 'changed' : o.applied.length === 0 ? undefined : `map/${m.name}: ${m.entries.length} entries loaded`)
         throwIfFailed(outcome)

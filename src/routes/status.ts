@@ -38,6 +38,7 @@ const StatusSchema = z.object({
       process: z.string().nullable(),
       revision: z.number().int(),
       reapplied: z.array(z.string()).describe('What was put back into HAProxy'),
+      phasesMs: z.record(z.string(), z.number().int()).describe('Where the time went: store, haproxy (reading both), then each phase that had work'),
       failed: z.array(z.object({ object: z.string(), error: z.string() }))
     }).nullable()
   }),
@@ -77,7 +78,7 @@ export const statusRoutes: FastifyPluginAsyncZod<{ reconciler: Reconciler, ident
         passes: reconciler.passes,
         last: last === undefined
           ? null
-          : { reason: last.reason, startedAt: last.startedAt, durationMs: last.durationMs, process: last.process ?? null, revision: last.revision, reapplied: last.reapplied, failed: last.failed }
+          : { reason: last.reason, startedAt: last.startedAt, durationMs: last.durationMs, process: last.process ?? null, revision: last.revision, reapplied: last.reapplied, phasesMs: last.phasesMs, failed: last.failed }
       },
       drift: last?.drift ?? []
     }

@@ -37,10 +37,13 @@ function upstreamPort (name: string): number {
   return u.port
 }
 
-/** `add server` + `enable server` (a dynamic server starts in maintenance, runtime-notes 4.1). */
+/**
+ * A server in service, added through the API (`add server` + `set server … state ready`): hapctl owns
+ * the backends it creates, and its reconciler would remove a server added behind its back.
+ */
 async function addServer (backend: string, server: string, upstream: string): Promise<void> {
-  expect(await h.cli(`add server ${backend}/${server} 127.0.0.1:${upstreamPort(upstream)}`)).toBe('New server registered.\n\n')
-  expect(await h.cli(`enable server ${backend}/${server}`)).toBe('\n')
+  const res = await app.inject({ method: 'POST', url: `/backends/${backend}/servers`, payload: { name: server, address: '127.0.0.1', port: upstreamPort(upstream) } })
+  expect(res.statusCode, res.body).toBe(201)
 }
 
 /** Routes paths starting with `prefix` to `backend` through myfrontend1's map, for this test only. */

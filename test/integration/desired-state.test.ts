@@ -73,6 +73,9 @@ async function expectHealed (what: string): Promise<void> {
   expect(virt, what).toEqual([{ key: '/app', value: 'app' }, ...acked.map(k => ({ key: k, value: 'webservers' }))])
   const backend = (await api('GET', '/backends/app')).body
   expect(backend, what).toMatchObject({ dynamic: true, published: true, from: 'mydefaults' })
+  // A server hapctl added to a backend of the configuration.
+  const extra = (await api('GET', '/backends/static_unref/servers/extra')).body
+  expect(extra, what).toMatchObject({ name: 'extra', adminState: 'ready', port: h.upstreams.r1!.port })
   console.log(`${what}: healed in ${healedMs} ms`)
 }
 
@@ -104,6 +107,7 @@ beforeAll(async () => {
   expect((await api('PATCH', '/backends/app/servers/s1', { weight: 7 })).status).toBe(200)
   expect((await api('PATCH', '/backends/app/servers/r1', { state: 'drain' })).status).toBe(200)
   expect((await api('PATCH', '/backends/webservers/servers/web1', { weight: 4 })).status).toBe(200)
+  expect((await api('POST', '/backends/static_unref/servers', { name: 'extra', address: '127.0.0.1', port: h.upstreams.r1!.port })).status).toBe(201)
   expect((await api('PUT', '/maps/virt@paths.map/entries/%2Fapp', { value: 'app' })).status).toBe(201)
   // A file map: its file is read again on every restart; the content written through hapctl must win.
   expect((await api('PUT', `/maps/${encodeURIComponent(hostsMap)}/entries/b.example`, { value: 'static_ref' })).status).toBe(201)
@@ -174,6 +178,18 @@ describe('desired state survives', () => {
 })
 
 describe('writes and the reconciler', () => {
+  it('puts back what was changed behind its back, and removes a server added to a backend it owns', async () => {
+    expect(await h.cli('del map virt@paths.map /app')).toBe('\n')
+    expect(await h.cli('set server app/s1 weight 1')).toBe('\n')
+    expect(await h.cli('set server webservers/web1 weight 9')).toBe('\n')
+    expect(await h.cli('add server app/intruder 127.0.0.1:1')).toMatch(/New server registered/)
+    const report = await app!.reconciler.reconcileNow('test: drift')
+    expect(report?.failed).toEqual([])
+    expect(report?.reapplied).toEqual(expect.arrayContaining([expect.stringMatching(/^backend\/app: .*server intruder removed/), expect.stringMatching(/^map\/virt@paths.map/)]))
+    await expectHealed('after changes behind its back')
+    expect((await api('GET', '/backends/app/servers')).body.items.map((s: any) => s.name).sort()).toEqual(['r1', 's1'])
+  })
+
   it('a write that timed out, then an acknowledged write of the same entry: HAProxy ends with the acknowledged value', async () => {
     const slow = await buildApp({ config: testConfig({ ...env(), HAPROXY_TIMEOUT_MS: '300' }), logger: false, reconcile: false })
     try {
@@ -186,7 +202,7 @@ describe('writes and the reconciler', () => {
         process.kill(pid, 'SIGCONT')
       }
       expect(first.statusCode).toBe(504)
-      const second = await api('PUT', '/maps/virt@paths.map/entries/%2Frace', { value: 'static_unref' })
+      const second = await api('PUT', '/maps/virt@paths.map/entries/%2Frace', { value: 'app' })
       expect([200, 201]).toContain(second.status)
       await waitFor(() => who('/race'), w => w === 's1', { timeoutMs: HEAL_MS })
       // Still so a while later: the timed-out write, if HAProxy ran it late, was overwritten for good.

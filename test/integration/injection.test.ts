@@ -22,8 +22,9 @@ beforeAll(async () => {
   // Something for the payloads to damage: a dynamic backend with a server, and a map entry.
   const created = await app.inject({ method: 'POST', url: '/backends', payload: { name: 'dyn_inj', from: 'mydefaults', published: true } })
   expect(created.statusCode).toBe(201)
-  expect(await h.cli(`add server dyn_inj/a1 127.0.0.1:${h.upstreams.s1!.port}`)).toBe('New server registered.\n\n')
-  expect(await h.cli('enable server dyn_inj/a1')).toBe('\n')
+  // Through the API: hapctl owns dyn_inj, and its reconciler would remove a server added behind its back.
+  const server = await app.inject({ method: 'POST', url: '/backends/dyn_inj/servers', payload: { name: 'a1', address: '127.0.0.1', port: h.upstreams.s1!.port } })
+  expect(server.statusCode).toBe(201)
   expect(await h.cli('add map virt@paths.map /keep dyn_inj')).toBe('\n')
 })
 

@@ -19,5 +19,5 @@ export async function openStore (store: StoreConfig): Promise<DesiredStateStore>
   // Loaded only here, so that HAPCTL_STORE=memory and the tests that use memory do not need the
   // native addon to be built.
   const { SqliteStore } = await import('./sqlite.ts')
-  return await SqliteStore.open(store.path)
+  return await SqliteStore.open(store.path, { synchronous: store.synchronous })
 }

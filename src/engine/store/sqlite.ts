@@ -7,16 +7,19 @@
  *
  * Settings, chosen at open:
  * - WAL: readers do not block the writer nor the other way round, and a commit is one append.
- * - synchronous=FULL: a commit is fsynced before it returns. With NORMAL, WAL stays consistent but
- *   the last commits can vanish on a power loss or an OS crash, and a client that got its 201 would
- *   find hapctl no longer restores what it asked for. Commits follow API requests (a few per second
- *   at most), so one fsync each costs nothing that matters.
+ * - synchronous=FULL (HAPCTL_STORE_SYNC=full, the default): a commit is fsynced before it returns.
+ *   With NORMAL, WAL stays consistent and survives a crash of hapctl, but the last commits can vanish
+ *   on a power loss or an OS crash, and a client that got its 201 would find hapctl no longer
+ *   restores what it asked for. The fsync costs ~0.2 ms a commit here (bench: the store-in-memory
+ *   line); HAPCTL_STORE_SYNC=normal trades that durability for it, as PostgreSQL's
+ *   synchronous_commit=off does.
  * - busy_timeout: another process holding the file (a second hapctl, the sqlite3 shell of an
  *   operator) makes a commit wait up to 5 s instead of failing at once with SQLITE_BUSY.
  * - foreign_keys: on, so that a foreign key a later migration declares is enforced (SQLite ignores
  *   them unless asked, per connection). Schema 1 has none: see map_entries.
  */
 import { accessSync, constants, mkdirSync, statSync } from 'node:fs'
+import type { StoreSync } from './types.ts'
 import { dirname, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import type {
@@ -148,13 +151,15 @@ type RevisionRow = {
 export class SqliteStore implements DesiredStateStore {
   readonly description: string
   readonly #db: Sql
+  readonly #synchronous: StoreSync
   readonly #s: ReturnType<typeof prepare>
   readonly #commit: Database.Transaction<(changes: readonly DesiredChange[], meta: CommitMeta) => number>
   readonly #load: Database.Transaction<() => DesiredState>
   readonly #getMap: Database.Transaction<(name: string) => DesiredMap | undefined>
 
-  private constructor (db: Sql, file: string) {
+  private constructor (db: Sql, file: string, synchronous: StoreSync) {
     this.#db = db
+    this.#synchronous = synchronous
     this.description = `sqlite:${file}`
     this.#s = prepare(db)
     this.#commit = db.transaction((changes: readonly DesiredChange[], meta: CommitMeta) => this.#apply(changes, meta))
@@ -178,7 +183,8 @@ export class SqliteStore implements DesiredStateStore {
    * throws an Error naming the path and what to do: starting empty instead would silently drop
    * everything hapctl was asked to keep.
    */
-  static async open (path: string): Promise<SqliteStore> {
+  static async open (path: string, opts: { synchronous?: StoreSync } = {}): Promise<SqliteStore> {
+    const synchronous = opts.synchronous ?? 'full'
     const file = resolve(path)
     let db: Sql | undefined
     try {
@@ -193,10 +199,10 @@ export class SqliteStore implements DesiredStateStore {
       checkOwner(db)
       const journal = db.pragma('journal_mode = WAL', { simple: true })
       if (journal !== 'wal') throw new OpenProblem(`SQLite refused WAL mode (journal_mode is '${String(journal)}')`, 'put it on a local file system')
-      db.pragma('synchronous = FULL')
+      db.pragma(`synchronous = ${synchronous === 'full' ? 'FULL' : 'NORMAL'}`)
       db.pragma('foreign_keys = ON')
       migrate(db)
-      return new SqliteStore(db, file)
+      return new SqliteStore(db, file, synchronous)
     } catch (err) {
       try { db?.close() } catch { /* already failing; the first error is the one to report */ }
       throw openError(file, err)
@@ -273,8 +279,16 @@ export class SqliteStore implements DesiredStateStore {
   }
 
   async setCreatedIn (backend: string, processId: string | undefined): Promise<void> {
-    if (processId === undefined) this.#s.createdInDelete.run(backend)
-    else this.#s.createdInPut.run(backend, processId)
+    // Not fsynced: it is an observation of one HAProxy process, and what loses it unsynced (a power
+    // loss, an OS crash) also ends that process. The next synced commit carries it to disk anyway.
+    // One fsync per created backend made a 1,000-backend replay a second slower.
+    if (this.#synchronous === 'full') this.#db.pragma('synchronous = NORMAL')
+    try {
+      if (processId === undefined) this.#s.createdInDelete.run(backend)
+      else this.#s.createdInPut.run(backend, processId)
+    } finally {
+      if (this.#synchronous === 'full') this.#db.pragma('synchronous = FULL')
+    }
   }
 
   async createdIn (): Promise<Map<string, string>> {

@@ -8,6 +8,9 @@
 import type { ServerAdminState } from '../../runtime/commands/index.ts'
 import type { ProxyMode } from '../../runtime/validation.ts'
 
+/** When a commit reaches the disk: fsynced before it returns (full), or by the OS later (normal). */
+export type StoreSync = 'full' | 'normal'
+
 /** A backend created through hapctl (`add backend <name> from <from> [mode <mode>]`). */
 export type DesiredBackend = {
   readonly name: string

@@ -16,7 +16,7 @@ import type { ProcessIdentity } from '../../engine/identity.ts'
 import { processIdOf } from '../../engine/identity.ts'
 import type { Plan, Step } from '../../engine/plan.ts'
 import { commandStep } from '../../engine/plan.ts'
-import { OperationError, isVerdictless, rejectionOf, toOperationError } from '../../engine/outcomes.ts'
+import { OperationError, rejectionOf, toOperationError } from '../../engine/outcomes.ts'
 import type { DesiredBackend, DesiredChange } from '../../engine/store/types.ts'
 import type { CreateServerInput } from '../../schemas/servers.ts'
 import { addServerSteps, desiredServerOf } from '../servers/service.ts'
@@ -62,23 +62,18 @@ function addBackendRejection (input: { name: string, from: string }, err: Operat
 export function createBackendSteps (b: DesiredBackend, deps: { executor: Executor, identity: ProcessIdentity, created: Map<string, CreatedBackend> },
   servers: Step[], between: Step[] = []): Step[] {
   const { executor, identity } = deps
-  let noDynamic: string | undefined
+  // `show info` on the same connection as `add backend`: the process recorded is the one that has it.
   const add: Step = {
     label: 'add backend',
-    apply: async ({ runtime }) => {
-      let info, result
-      try {
-        [info, result] = await runtime.execute([cmd.showInfo(), cmd.addBackend(b.name, b.from, b.mode ?? undefined)])
-      } catch (err) {
-        // It may exist now: note the process it would be in, so that it is not taken for a backend of the configuration.
-        if (isVerdictless(err) && identity.current !== undefined) await executor.store.setCreatedIn(b.name, identity.current)
-        throw err
-      }
-      identity.observe(info)
-      noDynamic = result.dynamicServers ? undefined : (result.note ?? 'static load-balancing algorithm')
-      deps.created.set(b.name, { from: b.from, noDynamicServers: noDynamic })
-      await executor.store.setCreatedIn(b.name, processIdOf(info))
+    commands: [cmd.showInfo(), cmd.addBackend(b.name, b.from, b.mode ?? undefined)],
+    onApplied: async ([info, result]) => {
+      const { dynamicServers, note } = result as cmd.AddBackendResult
+      identity.observe(info as ProcessInfo)
+      deps.created.set(b.name, { from: b.from, noDynamicServers: dynamicServers ? undefined : (note ?? 'static load-balancing algorithm') })
+      await executor.store.setCreatedIn(b.name, processIdOf(info as ProcessInfo))
     },
+    // It may exist now: note the process it would be in, so that it is not taken for a backend of the configuration.
+    onInDoubt: async () => { if (identity.current !== undefined) await executor.store.setCreatedIn(b.name, identity.current) },
     // Unpublish first: if a later publish timed out, HAProxy may have applied it, and `del backend` refuses a published backend.
     undo: async ({ runtime }) => {
       await runtime.execute([cmd.unpublishBackend(b.name), cmd.delBackend(b.name)])
@@ -87,18 +82,9 @@ export function createBackendSteps (b: DesiredBackend, deps: { executor: Executo
     },
     explain: err => addBackendRejection(b, err)
   }
-  const steps: Step[] = [add]
-  if (servers.length > 0) {
-    steps.push({
-      label: 'check dynamic servers',
-      apply: async () => {
-        if (noDynamic !== undefined) {
-          throw new OperationError('NO_DYNAMIC_SERVERS', `defaults section '${b.from}' uses a load-balancing algorithm that does not allow servers to be added at runtime (${noDynamic})`)
-        }
-      },
-      undo: async () => {}
-    }, ...servers)
-  }
+  // Servers follow on the same connection; on a backend whose algorithm refuses dynamic servers,
+  // the first `add server` is refused (NO_DYNAMIC_SERVERS) and the backend is removed again.
+  const steps: Step[] = [add, ...servers]
   steps.push(...between)
   if (b.published) steps.push(commandStep([cmd.publishBackend(b.name)], [cmd.unpublishBackend(b.name)]))
   return steps

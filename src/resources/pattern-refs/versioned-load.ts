@@ -111,6 +111,25 @@ function settled (err: OperationError, state?: Record<string, unknown>): Operati
  * protocol error): HAProxy may have made the new content live, or may still do so.
  */
 export async function versionedLoad<E> (runtime: Runtime, kind: PatternRefKind<E>, ref: string, items: readonly E[]): Promise<void> {
+  const staged = await stageVersion(runtime, kind, ref, items)
+  await staged.commit()
+}
+
+/** A prepared version holding the new content, invisible to lookups until commit() makes it live. */
+export type StagedVersion = {
+  readonly version: number
+  /** `commit @N`; on a failure, clears version N as versionedLoad does. */
+  commit: () => Promise<void>
+  /** Clears version N without committing it (the content stays as it was). */
+  abandon: (why: unknown) => Promise<never>
+}
+
+/**
+ * The part of the versioned load that lookups never see: prepare → payloads → count. The reconciler
+ * stages a map's content while it still creates the backends the entries point at, and commits once
+ * they exist, so the commit (the only visible step) keeps the dependency order.
+ */
+export async function stageVersion<E> (runtime: Runtime, kind: PatternRefKind<E>, ref: string, items: readonly E[]): Promise<StagedVersion> {
   if (runtime.executePayload === undefined) {
     throw new OperationError('NOT_IMPLEMENTED', `this runtime cannot send payload commands, which replacing a ${kind.noun}'s content needs`)
   }
@@ -131,20 +150,27 @@ export async function versionedLoad<E> (runtime: Runtime, kind: PatternRefKind<E
   } catch (err) {
     return abandon(runtime, kind, ref, version, err)
   }
-  try {
-    await runtime.execute([kind.commit(ref, version)])
-  } catch (err) {
-    if (!isVerdictless(err)) return abandon(runtime, kind, ref, version, err)
-    // The commit went out and no verdict came back: HAProxy may have applied it. Clearing version N
-    // then would empty the live content, so ask which version is live.
-    const live = await currentVersion(runtime, kind, ref)
-    if (live !== undefined && live >= version) return
-    if (live !== undefined) return abandon(runtime, kind, ref, version, err)
-    throw toOperationError(err).extend({
-      suffix: `; the live version of ${kind.noun} '${ref}' could not be read to tell whether the commit went through`,
-      state: { [kind.noun]: ref, version, committed: 'unknown' }
-    })
+  const staged: StagedVersion = {
+    version,
+    abandon: async why => abandon(runtime, kind, ref, version, why),
+    commit: async () => {
+      try {
+        await runtime.execute([kind.commit(ref, version)])
+      } catch (err) {
+        if (!isVerdictless(err)) return abandon(runtime, kind, ref, version, err)
+        // The commit went out and no verdict came back: HAProxy may have applied it. Clearing version N
+        // then would empty the live content, so ask which version is live.
+        const live = await currentVersion(runtime, kind, ref)
+        if (live !== undefined && live >= version) return
+        if (live !== undefined) return abandon(runtime, kind, ref, version, err)
+        throw toOperationError(err).extend({
+          suffix: `; the live version of ${kind.noun} '${ref}' could not be read to tell whether the commit went through`,
+          state: { [kind.noun]: ref, version, committed: 'unknown' }
+        })
+      }
+    }
   }
+  return staged
 }
 
 /** The live version (`curr_ver` in `show map`), or undefined when HAProxy cannot tell us now. */
@@ -188,6 +214,11 @@ async function abandon<E> (runtime: Runtime, kind: PatternRefKind<E>, ref: strin
 }
 
 /** Replaces a map's whole content (see versionedLoad): for the map planners and the reconciler. */
+/** The reconciler's first half of loadContent: stage the content, commit it later. */
+export async function stageContent (runtime: Runtime, map: string, entries: readonly MapEntry[]): Promise<StagedVersion> {
+  return stageVersion(runtime, MAP_REFERENCES, map, entries)
+}
+
 export async function loadContent (runtime: Runtime, map: string, entries: readonly MapEntry[]): Promise<void> {
   return versionedLoad(runtime, MAP_REFERENCES, map, entries)
 }

@@ -59,7 +59,7 @@ describe('SqliteStore', () => {
 
   it('describes itself with its absolute path, and is what openStore gives for a path', async () => {
     const file = join(folder(), 'x.db')
-    const store = await openStore({ kind: 'sqlite', path: file })
+    const store = await openStore({ kind: 'sqlite', path: file, synchronous: 'full' })
     expect(store).toBeInstanceOf(SqliteStore)
     expect(store.description).toBe(`sqlite:${file}`)
     await store.close()
