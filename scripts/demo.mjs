@@ -6,7 +6,7 @@
 //   Runtime API   tcp://127.0.0.1:9999
 //   hapctl        http://127.0.0.1:5555   Swagger UI at /docs
 import { execFileSync, spawn } from 'node:child_process'
-import { rmSync } from 'node:fs'
+import { mkdirSync, rmSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
@@ -53,7 +53,10 @@ async function waitForPort (port) {
   throw new Error(`nothing listens on 127.0.0.1:${port}`)
 }
 
-start(haproxy, ['-f', 'examples/haproxy.cfg', '-db'])
+// Master-worker mode, as HAProxy is deployed: `kill -USR2 $(cat .tmp/demo-haproxy.pid)` reloads it,
+// which starts a new worker that has forgotten every runtime change (hapctl puts them back).
+mkdirSync(`${root}/.tmp`, { recursive: true })
+start(haproxy, ['-W', '-p', '.tmp/demo-haproxy.pid', '-f', 'examples/haproxy.cfg', '-db'])
 await waitForPort(9999)
 log('building hapctl')
 execFileSync('npm', ['run', '-s', 'build'], { cwd: root, stdio: 'inherit' })
@@ -67,4 +70,5 @@ start(process.execPath, ['dist/server.js'], { HAPROXY_RUNTIME_API: 'tcp://127.0.
 await waitForPort(5555)
 log(`ready: hapctl http://127.0.0.1:5555 (Swagger UI: http://127.0.0.1:5555/docs), HAProxy frontend http://127.0.0.1:8080
   try: curl -s -XPOST localhost:5555/backends -H 'content-type: application/json' -d '{"name":"mybackend1","from":"mydefaults"}'
+  reload HAProxy: kill -USR2 $(cat .tmp/demo-haproxy.pid)   (hapctl puts back what it was asked; see curl -s localhost:5555/status)
   Ctrl-C stops everything`)

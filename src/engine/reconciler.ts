@@ -355,7 +355,7 @@ export class Reconciler {
             const servers = await store.getServers(b.name)
             if (!sameJson(now, b) || !sameJson(servers, item.servers)) return { target: { kind: 'backend', id: b.name }, action: 'stale', steps: [] }
           }
-          const steps = createBackendSteps(b, { executor, identity: this.#o.identity, created: this.#o.created }, item.servers.flatMap(addServerSteps))
+          const steps = createBackendSteps(b, { executor, identity: this.#o.identity, created: this.#o.created }, item.servers.flatMap(s => addServerSteps(s, { restore: true })))
           return { target: { kind: 'backend', id: b.name }, action: 'reconcile', steps }
         }, async o => o.applied.length === 0 ? 'changed' : `backend/${b.name}: created${item.servers.length > 0 ? ` with ${item.servers.length} server(s)` : ''}${b.published ? ', published' : ''}`)
         throwIfFailed(outcome)
@@ -472,7 +472,7 @@ function serverFixes (backend: string, desired: readonly DesiredServer[], actual
   for (const s of desired) {
     const row = actual.servers.get(s.name)
     if (row === undefined) {
-      steps.push(...addServerSteps(s))
+      steps.push(...addServerSteps(s, { restore: true }))
       what.push(`server ${s.name} added`)
       continue
     }

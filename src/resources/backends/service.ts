@@ -163,7 +163,7 @@ export class BackendService {
       return {
         target,
         action: 'create',
-        steps: createBackendSteps(desired, { executor: this.#executor, identity: this.#identity, created: this.created }, servers.flatMap(addServerSteps), between),
+        steps: createBackendSteps(desired, { executor: this.#executor, identity: this.#identity, created: this.created }, servers.flatMap(s => addServerSteps(s)), between),
         changes: [{ op: 'backend.put', backend: desired }, ...servers.map(server => ({ op: 'server.put', server }) as const)]
       }
     }, async () => this.get(input.name))

@@ -63,11 +63,15 @@ export function removalCommands (backend: string, server: string, waitMs = ROLLB
  * The steps that add a server as the store describes it: `add server … [check … init-state down]` →
  * `enable health` (with check) → `set server … state <admin>` (unless maint) → weight, health and
  * agent switches set after the add. Undoing the first step removes the server, which undoes the rest.
+ * `restore`: the reconciler puts back a server HAProxy forgot (init-state up, see below).
  * All command steps: they go out on one connection.
  */
-export function addServerSteps (s: DesiredServer): Step[] {
+export function addServerSteps (s: DesiredServer, opts: { restore?: boolean } = {}): Step[] {
   const { backend, name } = s
-  const add = cmd.addServer(backend, name, toAddOptions(s.spec))
+  // Restoring a server after a restart or reload: it was in traffic, as the configuration's servers
+  // are again at once, so it goes back in at once (checks take it out if it fails) rather than
+  // leaving routes to it answering 503 until its first check has passed.
+  const add = cmd.addServer(backend, name, { ...toAddOptions(s.spec), initState: opts.restore === true ? 'up' : 'down' })
   const steps: Step[] = [commandStep([add], removalCommands(backend, name), {
     explain: err => { const r = rejectionOf(err); return r?.verb === 'add server' ? addRejection(backend, name, r) : undefined }
   })]

@@ -88,6 +88,12 @@ export type AddServerOptions = {
   ssl?: boolean | undefined
   sslVerify?: SslVerify | undefined
   sni?: string | undefined
+  /**
+   * With check: `down` (default) keeps a new server out of traffic until its first check passes;
+   * `up` puts it in traffic at once and takes it out at the first failed check, which is how a
+   * configuration's servers come back after a reload and what re-adding one after a restart needs.
+   */
+  initState?: 'down' | 'up' | undefined
 }
 
 function checkInt (field: string, value: number, bounds: { min: number, max: number }): string {
@@ -136,8 +142,8 @@ export function addServerKeywords (o: AddServerOptions): string[] {
       const ip = checkIp('checkAddr', o.checkAddr)
       kw.push('addr', isIP(ip) === 6 ? `[${ip}]` : ip)
     }
-    // Without it a server is UP before its first check has run (pitfall 12).
-    kw.push('init-state', 'down')
+    // Without it a server is UP before its first check has run (pitfall 12): new servers get `down`.
+    kw.push('init-state', o.initState === 'up' ? 'up' : 'down')
   }
   if (o.weight !== undefined) kw.push('weight', checkInt('weight', o.weight, SERVER_LIMITS.weight))
   if (o.maxconn !== undefined) kw.push('maxconn', checkInt('maxconn', o.maxconn, SERVER_LIMITS.maxconn))
