@@ -30,6 +30,13 @@ describe('addServer', () => {
     }).text).toBe('add server b/s [::1]:443 check inter 200ms rise 2 fall 3 port 9000 addr 10.0.0.1 init-state down weight 0 maxconn 10 backup ssl verify none sni str(api.example.com)')
   })
 
+  // Counterexample that once failed commands.property.test.ts (checkAddr, argument 3): 'a::' is a
+  // valid IPv6 address, so the builder brackets it, as 3.4.7 needs; the property expected it bare.
+  it('brackets an IPv6 check address, also a short one such as a::', () => {
+    const text = cmd.addServer('b', 's', { address: '127.0.0.1', port: 80, check: true, checkAddr: 'a::' }).text
+    expect(text).toBe('add server b/s 127.0.0.1:80 check addr [a::] init-state down')
+  })
+
   it('accepts only HAProxy’s success line', () => {
     const c = cmd.addServer('b', 's', { address: '127.0.0.1', port: 1 })
     expect(c.parse('New server registered.\n')).toBeUndefined()
