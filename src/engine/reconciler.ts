@@ -85,6 +85,7 @@ export class Reconciler {
   #last: ReconcileReport | undefined
   #failures = 0
   #passes = 0
+  #lastFailures: string | undefined
 
   constructor (opts: ReconcilerOptions) {
     this.#o = opts
@@ -210,8 +211,18 @@ export class Reconciler {
     this.#failures = report.failed.length > 0 ? this.#failures + 1 : 0
     this.#last = report
     const log = this.#o.logger
-    if (report.reapplied.length > 0 || report.failed.length > 0) {
-      log?.info({ reason, ms: report.durationMs, phasesMs: report.phasesMs, reapplied: report.reapplied.length, failed: report.failed.slice(0, 10), drift: report.drift.length }, 'reconciled HAProxy with the desired state')
+    // The same failures pass after pass (HAProxy down, a conflict that persists) are said once, at
+    // warn, and then only at debug until they change: retries must not flood the log.
+    const failures = JSON.stringify(report.failed)
+    const repeated = report.failed.length > 0 && failures === this.#lastFailures
+    this.#lastFailures = report.failed.length > 0 ? failures : undefined
+    const details = { reason, ms: report.durationMs, phasesMs: report.phasesMs, reapplied: report.reapplied.length, failed: report.failed.slice(0, 10), drift: report.drift.length }
+    if (report.failed.length > 0 && !repeated) {
+      log?.warn(details, 'could not bring HAProxy in line with the desired state; retrying')
+    } else if (report.reapplied.length > 0) {
+      log?.info(details, 'reconciled HAProxy with the desired state')
+    } else if (repeated) {
+      log?.debug(details, 'still failing to bring HAProxy in line with the desired state')
     } else {
       log?.debug({ reason, ms: report.durationMs }, 'HAProxy matches the desired state')
     }
