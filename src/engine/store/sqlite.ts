@@ -246,7 +246,9 @@ export class SqliteStore implements DesiredStateStore {
   }
 
   async managedMaps (): Promise<string[]> {
-    return (this.#s.mapNames.all() as Array<{ name: string }>).map(r => r.name)
+    // pluck() as in #maps(): it switches the shared prepared statement for good, so every use of
+    // a statement must ask for the same shape (after a load(), rows came back as bare strings).
+    return this.#s.mapNames.pluck().all() as string[]
   }
 
   async getMapEntry (name: string, key: string): Promise<{ managed: false } | { managed: true, value: string | undefined }> {

@@ -252,6 +252,17 @@ export function storeContract (open: () => Promise<DesiredStateStore>): void {
       expect(await store.getMapEntry('virt@m', 'b')).toEqual({ managed: false })
     })
 
+    it('managedMaps still names the maps after load() and getMap() (reads must not change each other)', async () => {
+      const store = await fresh()
+      await store.commit([{ op: 'map.replace', name: 'virt@m', entries: entries(['a', '1']) }], meta)
+      await store.load()
+      await store.getMap('virt@m')
+      await store.createdIn()
+      expect(await store.managedMaps()).toEqual(['virt@m'])
+      expect(await store.getMapEntry('virt@m', 'a')).toEqual({ managed: true, value: '1' })
+      expect((await store.load()).maps).toEqual([{ name: 'virt@m', entries: entries(['a', '1']) }])
+    })
+
     it('map.replace adopts a map; map.set keeps an existing key in place and appends a new one', async () => {
       const store = await fresh()
       await store.commit([{ op: 'map.replace', name: 'virt@m', entries: entries(['a', '1'], ['b', '2'], ['c', '3']) }], meta)
