@@ -91,6 +91,9 @@ export class Reconciler {
     this.#o = opts
     opts.identity.onChange(change => {
       if (change.previous !== undefined) this.kick(`HAProxy process changed (${change.previous} → ${change.current})`)
+      // The first process seen after passes that could not reach HAProxy (it was down when hapctl
+      // started): go now, not when the backed-off retry comes (up to intervalMs later).
+      else if (this.#last !== undefined && this.#last.failed.length > 0) this.kick(`HAProxy answers (${change.current})`)
     })
     opts.executor.onCommit(event => {
       if (event.outcome === 'unknown') this.kick(`outcome of ${event.plan.action} ${event.plan.target.kind} '${event.plan.target.id}' unknown`)
@@ -204,6 +207,8 @@ export class Reconciler {
       again = await this.#apply(work, report, desired.revision)
     } catch (err) {
       report.failed.push({ object: 'haproxy', error: (err as Error).message })
+      // Nothing could be compared: an empty drift would read as "HAProxy matches".
+      report.drift.push({ object: 'haproxy', desired: `the desired state (revision ${report.revision})`, actual: `not compared: ${(err as Error).message}` })
       again = true
     }
     report.durationMs = Date.now() - started

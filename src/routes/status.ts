@@ -12,7 +12,7 @@ import { ProblemSchema } from '../schemas/common.ts'
 import { OperationError } from '../engine/outcomes.ts'
 
 const DriftSchema = z.object({
-  object: z.string().describe('`backend/<b>`, `server/<b>/<s>`, `static-server/<b>/<s>` or `map/<m>`'),
+  object: z.string().describe('`backend/<b>`, `server/<b>/<s>`, `static-server/<b>/<s>`, `map/<m>`, or `haproxy` when HAProxy could not be read at all'),
   desired: z.string(),
   actual: z.string()
 }).meta({ id: 'Drift' })
