@@ -86,6 +86,12 @@ export class Reconciler {
   #failures = 0
   #passes = 0
   #lastFailures: string | undefined
+  /**
+   * Servers hapctl added to backends of the configuration whose deletion had an unknown outcome, by
+   * `backend/server`, with the process they were in: the store no longer keeps them, and the
+   * reconciler removes only servers of its own backends otherwise, so it finishes these here.
+   */
+  readonly #unsettledRemovals = new Map<string, { backend: string, name: string, process: string }>()
 
   constructor (opts: ReconcilerOptions) {
     this.#o = opts
@@ -96,7 +102,12 @@ export class Reconciler {
       else if (this.#last !== undefined && this.#last.failed.length > 0) this.kick(`HAProxy answers (${change.current})`)
     })
     opts.executor.onCommit(event => {
-      if (event.outcome === 'unknown') this.kick(`outcome of ${event.plan.action} ${event.plan.target.kind} '${event.plan.target.id}' unknown`)
+      if (event.outcome !== 'unknown') return
+      const process = opts.identity.current
+      for (const c of event.plan.changes ?? []) {
+        if (c.op === 'server.delete' && process !== undefined) this.#unsettledRemovals.set(`${c.backend}/${c.name}`, { backend: c.backend, name: c.name, process })
+      }
+      this.kick(`outcome of ${event.plan.action} ${event.plan.target.kind} '${event.plan.target.id}' unknown`)
     })
   }
 
@@ -285,6 +296,17 @@ export class Reconciler {
       }
       const fixes = serverFixes(backend, servers, a, false)
       if (fixes.steps.length > 0) work.push({ kind: 'fix-backend', name: backend, fixes, snapshot: { backend: undefined, servers } })
+    }
+    // Deletions with an unknown outcome of servers hapctl added to backends of the configuration.
+    const keptServers = new Set(desired.servers.map(s => `${s.backend}/${s.name}`))
+    for (const [key, r] of this.#unsettledRemovals) {
+      const a = actual.backends.get(r.backend)
+      if (r.process !== here || a === undefined || !a.servers.has(r.name) || wantedBackends.has(r.backend) || keptServers.has(key)) {
+        this.#unsettledRemovals.delete(key)
+        continue
+      }
+      const fixes: Fixes = { steps: [commandStep(removalCommands(r.backend, r.name, REMOVAL_WAIT_MS))], what: [`server ${r.name} removed (its deletion's outcome was unknown)`] }
+      work.push({ kind: 'fix-backend', name: r.backend, fixes, snapshot: { backend: undefined, servers: serversOf.get(r.backend) ?? [] } })
     }
     for (const s of desired.staticServers) {
       const row = actual.backends.get(s.backend)?.servers.get(s.name)

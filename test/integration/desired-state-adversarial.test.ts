@@ -4,7 +4,10 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.ts'
+import { RuntimeClient } from '../../src/runtime/client.ts'
 import type { Runtime } from '../../src/runtime/client.ts'
+import { parseEndpoint } from '../../src/config.ts'
+import { RuntimeTimeoutError } from '../../src/runtime/errors.ts'
 import { testConfig } from '../helpers/build-test-app.ts'
 import { defaultConfig, httpGet, startHaproxy, waitFor } from '../helpers/haproxy.ts'
 import type { HaproxyConfigContext, HaproxyInstance } from '../helpers/haproxy.ts'
@@ -36,6 +39,33 @@ async function startHapctl (opts: { env?: Record<string, string>, runtime?: Runt
 async function api (app: FastifyInstance, method: string, url: string, payload?: unknown): Promise<{ status: number, body: any }> {
   const res = await app.inject({ method: method as 'GET', url, ...(payload === undefined ? {} : { payload: payload as object }) })
   return { status: res.statusCode, body: res.body === '' ? undefined : res.json() }
+}
+
+/**
+ * A real client that loses the reply of the next call whose commands include `verb` (the call never
+ * reaches HAProxy, as when a timed-out command is still queued behind a stalled one), answering a
+ * timeout: the executor cannot tell whether it ran.
+ */
+class LosingRuntime implements Runtime {
+  readonly inner: RuntimeClient
+  #armed: string | undefined
+  constructor (endpoint: string) {
+    this.inner = new RuntimeClient({ endpoint: parseEndpoint(endpoint), timeoutMs: 5000 })
+  }
+
+  loseNext (verb: string): void { this.#armed = verb }
+
+  execute: Runtime['execute'] = async (commands, options) => {
+    const verbs = commands.map(c => c.verb)
+    if (this.#armed !== undefined && verbs.includes(this.#armed)) {
+      this.#armed = undefined
+      throw new RuntimeTimeoutError(300, verbs[0])
+    }
+    return this.inner.execute(commands, options)
+  }
+
+  executePayload: NonNullable<Runtime['executePayload']> = async (c, o) => this.inner.executePayload(c, o)
+  close = async (): Promise<void> => { await this.inner.close() }
 }
 
 beforeAll(async () => {
@@ -83,6 +113,30 @@ describe('HAProxy down', () => {
     await h.start()
     await waitFor(async () => (await api(app, 'GET', '/backends/early2')).body, b => b?.dynamic === true && b.servers === 1, { timeoutMs: 2000, intervalMs: 50 })
     expect((await api(app, 'GET', '/status')).body.haproxy.process).not.toBeNull()
+  })
+})
+
+describe('deletions whose outcome is unknown', () => {
+  it('a server hapctl added to a backend of the configuration: the reconciler finishes the deletion', async () => {
+    const runtime = new LosingRuntime(h.runtimeApi)
+    const app = await startHapctl({ runtime })
+    expect((await api(app, 'POST', '/backends/static_empty/servers', { name: 'gone', address: '127.0.0.1', port: h.upstreams.r1!.port, enabled: true })).status).toBe(201)
+    runtime.loseNext('del server')
+    const del = await api(app, 'DELETE', '/backends/static_empty/servers/gone?timeout=1s')
+    expect(del.status, JSON.stringify(del.body)).toBe(504)
+    expect(del.body).toMatchObject({ outcome: 'unknown' })
+    await waitFor(async () => (await h.cli('show servers state static_empty')), text => !/ gone /.test(text), { timeoutMs: 3000 })
+    expect((await api(app, 'GET', '/backends/static_empty/servers/gone')).status).toBe(404)
+  })
+
+  it('a backend hapctl created: the reconciler finishes the deletion', async () => {
+    const runtime = new LosingRuntime(h.runtimeApi)
+    const app = await startHapctl({ runtime })
+    expect((await api(app, 'POST', '/backends', { name: 'doomed', from: 'mydefaults', published: true, servers: [{ name: 'x', address: '127.0.0.1', port: h.upstreams.r1!.port }] })).status).toBe(201)
+    runtime.loseNext('del backend')
+    const del = await api(app, 'DELETE', '/backends/doomed?timeout=1s')
+    expect(del.status, JSON.stringify(del.body)).toBe(504)
+    await waitFor(async () => (await api(app, 'GET', '/backends/doomed')).status, s => s === 404, { timeoutMs: 3000 })
   })
 })
 
