@@ -6,7 +6,7 @@
  * @see https://www.rfc-editor.org/rfc/rfc9457
  */
 import { OperationError, REASONS, fromRuntime } from './engine/outcomes.ts'
-import type { FailureOutcome, Reason } from './engine/outcomes.ts'
+import type { ProblemOutcome, Reason } from './engine/outcomes.ts'
 import { RuntimeError } from './runtime/errors.ts'
 
 export const PROBLEM_TYPE_BASE = 'https://hapctl.dev/problems/'
@@ -77,8 +77,8 @@ export type ProblemExtras = {
   state?: Record<string, unknown>
   /** Things the caller should know although the request succeeded or was refused. */
   warnings?: string[]
-  /** refused, undone, left or unknown: what HAProxy was left like. */
-  outcome?: FailureOutcome
+  /** refused, undone, left, unknown or applied: what HAProxy was left like. */
+  outcome?: ProblemOutcome
 }
 
 /** An error as the HTTP layer sends it: status, stable code, human detail and extras. */

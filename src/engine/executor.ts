@@ -108,8 +108,19 @@ export class Executor {
       const ctx: StepContext = { runtime: opts.runtime ?? this.runtime }
       const plan = await build(ctx)
       const outcome = await this.#execute(ctx, plan, opts)
-      const value = outcome.kind === 'applied' && then !== undefined ? await then(outcome) : undefined
-      return { outcome, value }
+      if (outcome.kind !== 'applied' || then === undefined) return { outcome, value: undefined }
+      try {
+        return { outcome, value: await then(outcome) }
+      } catch (err) {
+        // The change is in HAProxy (and in the store): a failed read-back (HAProxy killed right
+        // after) must not read as a failed write, or the client retries or gives up on what hapctl keeps.
+        const recorded = outcome.revision === undefined ? 'applied' : `applied and recorded (revision ${outcome.revision})`
+        throw toOperationError(err).extend({
+          prefix: `the change was ${recorded}, but reading the result back failed: `,
+          outcome: 'applied',
+          state: { target: plan.target, outcome: 'applied', revision: outcome.revision, applied: outcome.applied }
+        })
+      }
     })
   }
 
@@ -249,7 +260,7 @@ export class Executor {
         ? `; what had been applied (${undone.join(', ')}) was put back`
         : `; ${left.join(', ')} could not be put back${undoErrors.length > 0 ? ` (${undoErrors.join('; ')})` : ''}`
     if (kind === 'left') this.#logger?.warn({ target: plan.target, left, undoErrors }, 'a failed operation left HAProxy changed')
-    const outcome = error.outcome ?? kind
+    const outcome = error.outcome === undefined || error.outcome === 'applied' ? kind : error.outcome
     const extended = error.extend({
       suffix: error.outcome === undefined ? suffix : '',
       outcome,

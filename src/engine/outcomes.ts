@@ -73,6 +73,12 @@ export type Reason = keyof typeof REASONS
  */
 export type FailureOutcome = 'refused' | 'undone' | 'left' | 'unknown'
 
+/**
+ * What an error says HAProxy was left like: a failure outcome, or `applied` when the change itself
+ * went through (and was recorded) and only what came after it failed, such as reading the result back.
+ */
+export type ProblemOutcome = FailureOutcome | 'applied'
+
 export type OperationErrorDetails = {
   /** HAProxy's own message, verbatim, when HAProxy refused something. */
   haproxyMessage?: string | undefined
@@ -81,7 +87,7 @@ export type OperationErrorDetails = {
   errors?: Array<{ field: string, message: string }> | undefined
   state?: Record<string, unknown> | undefined
   warnings?: string[] | undefined
-  outcome?: FailureOutcome | undefined
+  outcome?: ProblemOutcome | undefined
   cause?: unknown
 }
 
@@ -92,7 +98,7 @@ export class OperationError extends Error {
   readonly errors: Array<{ field: string, message: string }> | undefined
   readonly warnings: string[] | undefined
   state: Record<string, unknown> | undefined
-  outcome: FailureOutcome | undefined
+  outcome: ProblemOutcome | undefined
 
   constructor (reason: Reason, message: string, details: OperationErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause })
@@ -107,7 +113,7 @@ export class OperationError extends Error {
   }
 
   /** The same failure with more said about it (a prefix or suffix to the message, more state). */
-  extend (opts: { prefix?: string, suffix?: string, state?: Record<string, unknown>, outcome?: FailureOutcome }): OperationError {
+  extend (opts: { prefix?: string, suffix?: string, state?: Record<string, unknown>, outcome?: ProblemOutcome }): OperationError {
     return new OperationError(this.reason, `${opts.prefix ?? ''}${this.message}${opts.suffix ?? ''}`, {
       haproxyMessage: this.haproxyMessage,
       command: this.command,

@@ -120,6 +120,18 @@ describe('Executor', () => {
     expect(runtime.sent).toEqual([])
   })
 
+  it('a change applied and recorded whose read-back fails says so (outcome applied, revision), not a bare failure', async () => {
+    // Seen on HAProxy killed right after a POST /backends went through: 502 "closed during prompt i",
+    // and the client took as failed a backend that hapctl then kept putting back.
+    const { executor, store } = setup()
+    const err = await executor.perform({ target }, async () => plan([commandStep([c('a')], [c('undo a')])], [put]), async () => {
+      throw new RuntimeUnavailableError('tcp://127.0.0.1:1', 'ECONNREFUSED')
+    }).catch((e: unknown) => e)
+    expect(err).toMatchObject({ reason: 'RUNTIME_UNAVAILABLE', outcome: 'applied', state: { outcome: 'applied', revision: 1 } })
+    expect((err as Error).message).toMatch(/applied and recorded \(revision 1\)/)
+    expect(await store.getBackend('b1')).toMatchObject({ name: 'b1' })
+  })
+
   it('throws a planner\'s own refusal as is, with nothing sent', async () => {
     const { executor, runtime } = setup()
     const err = await executor.perform({ target }, async () => { throw new OperationError('BACKEND_STATIC', 'no') }).catch((e: unknown) => e)

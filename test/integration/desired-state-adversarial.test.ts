@@ -212,3 +212,27 @@ describe('maps', () => {
     }
   })
 })
+
+describe('a SIGKILL in the middle of a POST /backends with servers', () => {
+  it('ends with the backend there if the client was told it was created or might be, and absent otherwise', async () => {
+    const app = await startHapctl()
+    for (const delay of [0, 2, 5, 10]) {
+      const name = `killed${delay}`
+      const post = api(app, 'POST', '/backends', {
+        name,
+        from: 'mydefaults',
+        published: true,
+        servers: Array.from({ length: 5 }, (_, i) => ({ name: `s${i}`, address: '127.0.0.1', port: h.upstreams.s1!.port }))
+      })
+      await new Promise(resolve => setTimeout(resolve, delay))
+      await h.kill()
+      const res = await post
+      await h.start()
+      // Created, or told it may have been (unknown) or was (applied, only the read-back failed).
+      const kept = res.status === 201 || ['unknown', 'applied'].includes(res.body?.outcome)
+      await waitFor(async () => (await api(app, 'GET', `/backends/${name}`)).body,
+        b => kept ? b?.dynamic === true && b.servers === 5 && b.published === true : b?.code === 'HAPX_BACKEND_NOT_FOUND',
+        { timeoutMs: 3000 }).catch(err => { throw new Error(`delay ${delay}: POST answered ${res.status} ${JSON.stringify(res.body)}; ${(err as Error).message}`) })
+    }
+  })
+})
