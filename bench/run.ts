@@ -505,6 +505,14 @@ async function replay ({ target, upstreamPort, haproxy }: Ctx): Promise<Row[]> {
   })
   await verify()
   log(`  raw (c) ${commands.length} commands pipelined + atomic replace: ${c.toFixed(3)} s`)
+  // raw (b): one reply at a time on one connection, as hapctl sends a plan (it stops at a refusal).
+  await haproxy.restart()
+  const b = await seconds(async () => {
+    await rawSequence(target, 'b', commands)
+    await rawReplace(target, lines, RAW_PAYLOAD_CONNECTIONS)
+  })
+  await verify()
+  log(`  raw (b) the same commands one reply at a time + atomic replace: ${b.toFixed(3)} s`)
 
   // hapctl: the same desired state in a SQLite store, one reconciler pass against a fresh HAProxy.
   const dir = mkdtempSync(join(tmpdir(), 'hapctl-bench-'))
@@ -529,7 +537,7 @@ async function replay ({ target, upstreamPort, haproxy }: Ctx): Promise<Row[]> {
     await verify()
     const r = report as unknown as { reapplied: string[], phasesMs: Record<string, number> }
     log(`  hapctl reconciler pass: ${s.toFixed(3)} s (${r.reapplied.length} objects put back; ms by phase: ${JSON.stringify(r.phasesMs)})`)
-    return [{ operation: `replay ${REPLAY_BACKENDS} backends × ${REPLAY_SERVERS} servers + ${REPLAY_ENTRIES} entries`, hapctl: 'one reconciler pass, fresh HAProxy', unit: 's', raw: { c }, value: s }]
+    return [{ operation: `replay ${REPLAY_BACKENDS} backends × ${REPLAY_SERVERS} servers + ${REPLAY_ENTRIES} entries`, hapctl: 'one reconciler pass, fresh HAProxy', unit: 's', raw: { b, c }, value: s }]
   } finally {
     await app?.close()
     await store.close()
@@ -545,7 +553,7 @@ async function main (): Promise<void> {
   // The reconciler stays off: the raw phases change HAProxy behind hapctl's back (clear map…) and it
   // would put hapctl's desired state back in the middle of their measurements.
   const dir = mkdtempSync(join(tmpdir(), 'hapctl-bench-'))
-  const app = await buildApp({ config: loadConfig({ HAPROXY_RUNTIME_API: h.runtimeApi, HAPCTL_STORE: join(dir, 'bench.db') }), logger: false, reconcile: false })
+  const app = await buildApp({ config: loadConfig({ HAPROXY_RUNTIME_API: h.runtimeApi, HAPCTL_STORE: join(dir, 'bench.db'), HAPCTL_STORE_SYNC: process.env.HAPCTL_STORE_SYNC ?? 'full' }), logger: false, reconcile: false })
   const memApp = await buildApp({ config: loadConfig({ HAPROXY_RUNTIME_API: h.runtimeApi, HAPCTL_STORE: 'memory' }), logger: false, reconcile: false })
   let http: HttpClient | undefined
   let memHttp: HttpClient | undefined

@@ -208,13 +208,16 @@ export class Reconciler {
       const desired = await this.#o.executor.store.load()
       report.revision = desired.revision
       report.phasesMs.store = Math.round(performance.now() - t0)
+      // Read before HAProxy: a backend whose creation is recorded here is then either in what HAProxy
+      // answers or deleted since, never one being created that the cleanup below would forget.
+      const createdIn = await this.#o.executor.store.createdIn()
       t0 = performance.now()
       const actual = await this.#readActual()
       report.phasesMs.haproxy = Math.round(performance.now() - t0)
       if (actual.info.stopping) return true
       this.#o.identity.observe(actual.info)
       report.process = processIdOf(actual.info)
-      const work = await this.#plan(desired, actual, report)
+      const work = await this.#plan(desired, actual, createdIn, report)
       again = await this.#apply(work, report, desired.revision)
     } catch (err) {
       report.failed.push({ object: 'haproxy', error: (err as Error).message })
@@ -258,9 +261,8 @@ export class Reconciler {
   }
 
   /** Works out what to do; the plans are built later, under each object's lock. */
-  async #plan (desired: DesiredState, actual: Actual, report: ReconcileReport): Promise<Work[]> {
+  async #plan (desired: DesiredState, actual: Actual, createdIn: Map<string, string>, report: ReconcileReport): Promise<Work[]> {
     const here = processIdOf(actual.info)
-    const createdIn = await this.#o.executor.store.createdIn()
     const wantedBackends = new Map(desired.backends.map(b => [b.name, b]))
     const serversOf = new Map<string, DesiredServer[]>()
     for (const s of desired.servers) {
@@ -327,6 +329,11 @@ export class Reconciler {
     // What hapctl created in this process and no longer wants: left by a failed undo or a delete whose outcome was unknown.
     for (const [name] of actual.backends) {
       if (!wantedBackends.has(name) && createdIn.get(name) === here) work.push({ kind: 'remove-backend', name })
+    }
+    // Records of where backends were created that name neither a kept backend nor one HAProxy has
+    // (deleted while HAProxy was down, or a process long gone): forgotten, so they do not pile up.
+    for (const name of createdIn.keys()) {
+      if (!wantedBackends.has(name) && !actual.backends.has(name)) await this.#o.executor.store.setCreatedIn(name, undefined)
     }
     return work
   }

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.ts'
+import { SqliteStore } from '../../src/engine/store/sqlite.ts'
 import { testConfig } from '../helpers/build-test-app.ts'
 import { defaultConfig, httpGet, startHaproxy, waitFor } from '../helpers/haproxy.ts'
 import type { HaproxyInstance } from '../helpers/haproxy.ts'
@@ -224,6 +225,19 @@ describe('writes and the reconciler', () => {
     const list = (await api('GET', '/backends')).body.items
     for (const name of names) expect(list.find((b: any) => b.name === name), name).toMatchObject({ dynamic: true, from: 'mydefaults' })
     for (const name of names) expect((await api('DELETE', `/backends/${name}?timeout=1s`)).status).toBe(204)
+  })
+
+  it('forgets where it created backends that are neither kept nor in HAProxy any more', async () => {
+    const store = await SqliteStore.open(join(dir, 'hapctl.db'))
+    try {
+      await store.setCreatedIn('long_gone', '1@1')
+      await app!.reconciler.reconcileNow('test: stale records')
+      const left = await store.createdIn()
+      expect(left.has('long_gone')).toBe(false)
+      expect(left.get('app')).toBe(`${(await h.identity()).pid}@${(await h.identity()).startTimeSec}`)
+    } finally {
+      await store.close()
+    }
   })
 
   it('/status tells the HAProxy process, the store revision and the last reconcile', async () => {

@@ -331,7 +331,11 @@ export class MapService {
     }
     const found = maps.find(m => `#${m.id}` === map)
     if (found === undefined) throw mapNotFound(map)
-    return { address: map, name: found.name }
+    // Commands then address it by name: a reload may renumber the maps, and `#<id>` would then name
+    // another map than the one the store records (a name that cannot be sent keeps the id).
+    let addressable = true
+    try { checkMapName(found.name) } catch { addressable = false }
+    return { address: addressable ? found.name : map, name: found.name }
   }
 
   /** One read command, with `Unknown map identifier` as the map's 404. */
