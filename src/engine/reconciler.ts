@@ -82,6 +82,8 @@ export class Reconciler {
   #running: Promise<void> | undefined
   #pending: string | undefined
   #stopped = true
+  /** stop() was called: a running pass skips what it has not started. */
+  #closing = false
   #last: ReconcileReport | undefined
   #failures = 0
   #passes = 0
@@ -127,6 +129,7 @@ export class Reconciler {
 
   async stop (): Promise<void> {
     this.#stopped = true
+    this.#closing = true
     clearTimeout(this.#timer)
     clearTimeout(this.#pollTimer)
     await this.#running
@@ -346,6 +349,8 @@ export class Reconciler {
   async #apply (work: Work[], report: ReconcileReport, revision: number): Promise<boolean> {
     let again = false
     const run = async (item: Work, gate?: Promise<void>): Promise<void> => {
+      // Stopping (hapctl shuts down): the items in progress finish, the others are left for the next start.
+      if (this.#closing) return
       try {
         const done = await this.#run(item, revision, gate)
         if (done === 'changed') again = true

@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest'
+import { Executor } from '../../src/engine/executor.ts'
+import { ProcessIdentity } from '../../src/engine/identity.ts'
+import { Reconciler } from '../../src/engine/reconciler.ts'
+import { MemoryStore } from '../../src/engine/store/memory.ts'
+import type { DesiredChange } from '../../src/engine/store/types.ts'
+import type { Command } from '../../src/runtime/commands/index.ts'
+import { INFO_REPLY, fakeRuntime, statReply } from '../helpers/fake-runtime.ts'
+
+const SERVERS_HEADER = '1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port'
+
+/** A fresh HAProxy (only `webservers`) that remembers the backends added; `add backend` takes `delayMs`. */
+function haproxy (delayMs = 0) {
+  const backends = new Set<string>()
+  const runtime = fakeRuntime(text => {
+    if (text === 'show info') return INFO_REPLY
+    if (text.startsWith('show stat')) return statReply([{ px: 'webservers', status: 'UP' }, ...[...backends].map(px => ({ px, status: 'UP' }))])
+    if (text === 'show servers state') return SERVERS_HEADER
+    if (text === 'show map') return '# id (file) description\n'
+    if (text === 'experimental-mode on') return ''
+    const add = /^add backend (\S+) from/.exec(text)
+    if (add !== null) { backends.add(add[1] as string); return 'New backend registered.' }
+    if (text.startsWith('publish backend')) return 'Backend published.'
+    return `Unknown command: '${text}'`
+  })
+  const execute = runtime.execute.bind(runtime)
+  runtime.execute = (async (commands: readonly Command<unknown>[]) => {
+    if (commands.some(c => c.verb === 'add backend')) await new Promise(resolve => setTimeout(resolve, delayMs))
+    return execute(commands)
+  }) as typeof runtime.execute
+  return { runtime, backends }
+}
+
+async function setup (n: number, delayMs: number) {
+  const { runtime, backends } = haproxy(delayMs)
+  const store = new MemoryStore()
+  const changes: DesiredChange[] = Array.from({ length: n }, (_, i) => ({ op: 'backend.put', backend: { name: `b${i}`, from: 'd', mode: null, published: true } }))
+  await store.commit(changes, { actor: 'test', action: 'seed', target: { kind: 'test', id: 'seed' } })
+  const executor = new Executor({ runtime, store, lockTimeoutMs: 1000 })
+  const reconciler = new Reconciler({ runtime, executor, identity: new ProcessIdentity(), created: new Map(), intervalMs: 60_000, identityPollMs: 60_000, concurrency: 1 })
+  return { reconciler, backends, store, runtime }
+}
+
+describe('Reconciler', () => {
+  it('creates what the store keeps and HAProxy lacks, published last, and records where it created it', async () => {
+    const { reconciler, backends, store, runtime } = await setup(3, 0)
+    const report = await reconciler.reconcileNow('test')
+    expect(report).toMatchObject({ failed: [], drift: [], reapplied: ['backend/b0: created, published', 'backend/b1: created, published', 'backend/b2: created, published'] })
+    expect([...backends]).toEqual(['b0', 'b1', 'b2'])
+    expect(runtime.sent.filter(t => /^(add|publish)/.test(t)).slice(0, 2)).toEqual(['add backend b0 from d', 'publish backend b0'])
+    expect([...(await store.createdIn()).values()]).toEqual(['4242@1795495485', '4242@1795495485', '4242@1795495485'])
+    // A second pass finds nothing to do.
+    expect((await reconciler.reconcileNow('again'))?.reapplied).toEqual([])
+  })
+
+  it('stops a long pass when hapctl shuts down: what is in progress finishes, the rest waits for the next start', async () => {
+    const { reconciler, backends } = await setup(20, 30)
+    reconciler.start()
+    await new Promise(resolve => setTimeout(resolve, 50))
+    await reconciler.stop()
+    expect(backends.size).toBeGreaterThan(0)
+    expect(backends.size).toBeLessThan(20)
+  })
+})
