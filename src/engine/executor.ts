@@ -37,8 +37,12 @@ export type Outcome = Applied | Failed
 
 export type RunOptions = {
   readonly target: Target
-  /** The lock to hold; default `<kind>:<id>`. Servers lock their backend, so a deletion cannot race an add. */
-  readonly lock?: string | undefined
+  /**
+   * The lock(s) to hold; default `<kind>:<id>`. Servers lock their backend, so a deletion cannot race
+   * an add. Several are taken in sorted order (the reconciler creates backends in groups), so two
+   * holders of overlapping sets never wait for each other in a cycle.
+   */
+  readonly lock?: string | readonly string[] | undefined
   /** Who asks: `api` (a token's name later), `reconciler`. */
   readonly actor?: string | undefined
   readonly requestId?: string | undefined
@@ -87,9 +91,14 @@ export class Executor {
 
   /** Runs `fn` under the target's lock, for reads that must not interleave with a write (and for the reconciler). */
   async locked<T> (opts: RunOptions, fn: () => Promise<T>): Promise<T> {
-    const key = opts.lock ?? `${opts.target.kind}:${opts.target.id}`
+    const keys = [...new Set(typeof opts.lock === 'string' ? [opts.lock] : opts.lock ?? [`${opts.target.kind}:${opts.target.id}`])].sort()
+    const timeoutMs = opts.lockTimeoutMs ?? this.#lockTimeoutMs
+    const deadline = Date.now() + timeoutMs
+    const under = (i: number): Promise<T> => i === keys.length
+      ? fn()
+      : this.locks.run(keys[i] as string, () => under(i + 1), { timeoutMs: Math.max(1, deadline - Date.now()) })
     try {
-      return await this.locks.run(key, fn, { timeoutMs: opts.lockTimeoutMs ?? this.#lockTimeoutMs })
+      return await under(0)
     } catch (err) {
       if (err instanceof LockTimeoutError) {
         throw new OperationError('BUSY', err.message, { outcome: 'refused', state: { target: opts.target, changed: false } })

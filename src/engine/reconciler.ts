@@ -370,7 +370,15 @@ export class Reconciler {
     const mapItems = work.filter(w => w.kind === 'map')
     const maps = timed('map', mapItems, () => pool(mapItems, 1, item => run(item, gate)))
     try {
-      for (const phase of ['create-backend', 'fix-backend', 'fix-static'] as const) {
+      // Backends to create go in groups on one connection each (one `show info`, one connection setup
+      // for many backends); a group that fails is put back whole and its backends are created one by one.
+      const creates = work.filter((w): w is CreateWork => w.kind === 'create-backend')
+      await timed('create-backend', creates, () => pool(chunks(creates, CREATE_GROUP), this.#o.concurrency ?? 3, async group => {
+        if (this.#closing) return
+        if (group.length > 1 && await this.#createTogether(group, revision, report)) return
+        for (const item of group) await run(item)
+      }))
+      for (const phase of ['fix-backend', 'fix-static'] as const) {
         const items = work.filter(w => w.kind === phase)
         await timed(phase, items, () => pool(items, this.#o.concurrency ?? 3, item => run(item)))
       }
@@ -381,6 +389,34 @@ export class Reconciler {
     const removals = work.filter(w => w.kind === 'remove-backend')
     await timed('remove-backend', removals, () => pool(removals, this.#o.concurrency ?? 3, item => run(item)))
     return again
+  }
+
+  /**
+   * Creates a group of backends in one plan under all their locks: one connection, one `show info`.
+   * False when it did not (the store moved since the pass began, or a step failed and the group was
+   * put back): the caller then creates them one by one, each re-checked under its own lock.
+   */
+  async #createTogether (group: CreateWork[], revision: number, report: ReconcileReport): Promise<boolean> {
+    const { executor } = this.#o
+    const names = group.map(item => item.backend.name)
+    const target = { kind: 'backend', id: names.join(',') }
+    let info: ProcessInfo | undefined
+    try {
+      const { outcome } = await executor.run({ target, lock: names.map(n => `backend:${n}`), actor: 'reconciler', runtime: this.#o.runtime }, async (): Promise<Plan> => {
+        if (await executor.store.revision() !== revision) return { target, action: 'stale', steps: [] }
+        const steps: Step[] = [{ label: 'show info', commands: [cmd.showInfo()], undoCommands: [], onApplied: ([i]) => { info = i as ProcessInfo } }]
+        for (const item of group) {
+          steps.push(...createBackendSteps(item.backend, { executor, identity: this.#o.identity, created: this.#o.created },
+            item.servers.flatMap(s => addServerSteps(s, { restore: true })), [], { process: () => info }))
+        }
+        return { target, action: 'reconcile', steps }
+      })
+      if (outcome.kind !== 'applied' || outcome.applied.length === 0) return false
+    } catch {
+      return false
+    }
+    for (const item of group) report.reapplied.push(createdLine(item))
+    return true
   }
 
   /**
@@ -407,7 +443,7 @@ export class Reconciler {
           }
           const steps = createBackendSteps(b, { executor, identity: this.#o.identity, created: this.#o.created }, item.servers.flatMap(s => addServerSteps(s, { restore: true })))
           return { target: { kind: 'backend', id: b.name }, action: 'reconcile', steps }
-        }, async o => o.applied.length === 0 ? 'changed' : `backend/${b.name}: created${item.servers.length > 0 ? ` with ${item.servers.length} server(s)` : ''}${b.published ? ', published' : ''}`)
+        }, async o => o.applied.length === 0 ? 'changed' : createdLine(item))
         throwIfFailed(outcome)
         return value
       }
@@ -493,8 +529,23 @@ type Actual = { info: ProcessInfo, backends: Map<string, ActualBackend>, maps: S
 
 type Fixes = { steps: Step[], what: string[], publish?: boolean }
 
+/** Backends created per plan (and connection) when many are missing, as after a restart. */
+const CREATE_GROUP = 25
+
+type CreateWork = { kind: 'create-backend', backend: DesiredBackend, servers: DesiredServer[] }
+
+function createdLine (item: CreateWork): string {
+  return `backend/${item.backend.name}: created${item.servers.length > 0 ? ` with ${item.servers.length} server(s)` : ''}${item.backend.published ? ', published' : ''}`
+}
+
+function chunks<T> (items: readonly T[], size: number): T[][] {
+  const out: T[][] = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
 type Work =
-  | { kind: 'create-backend', backend: DesiredBackend, servers: DesiredServer[] }
+  | CreateWork
   | { kind: 'fix-backend', name: string, fixes: Fixes, snapshot: { backend: DesiredBackend | undefined, servers: DesiredServer[] } }
   | { kind: 'fix-static', settings: StaticServerSettings, steps: Step[] }
   | { kind: 'map', map: DesiredMap }

@@ -18,9 +18,16 @@ function haproxy (delayMs = 0) {
     if (text === 'show servers state') return SERVERS_HEADER
     if (text === 'show map') return '# id (file) description\n'
     if (text === 'experimental-mode on') return ''
-    const add = /^add backend (\S+) from/.exec(text)
-    if (add !== null) { backends.add(add[1] as string); return 'New backend registered.' }
+    const add = /^add backend (\S+) from (\S+)/.exec(text)
+    if (add !== null) {
+      if (add[2] !== 'd') return `Cannot find default proxy '${add[2]}'.`
+      backends.add(add[1] as string)
+      return 'New backend registered.'
+    }
     if (text.startsWith('publish backend')) return 'Backend published.'
+    if (text.startsWith('unpublish backend')) return 'Backend unpublished.'
+    const del = /^del backend (\S+)$/.exec(text)
+    if (del !== null) { backends.delete(del[1] as string); return 'Backend deleted.' }
     return `Unknown command: '${text}'`
   })
   const execute = runtime.execute.bind(runtime)
@@ -31,10 +38,10 @@ function haproxy (delayMs = 0) {
   return { runtime, backends }
 }
 
-async function setup (n: number, delayMs: number) {
+async function setup (n: number, delayMs: number, from: (i: number) => string = () => 'd') {
   const { runtime, backends } = haproxy(delayMs)
   const store = new MemoryStore()
-  const changes: DesiredChange[] = Array.from({ length: n }, (_, i) => ({ op: 'backend.put', backend: { name: `b${i}`, from: 'd', mode: null, published: true } }))
+  const changes: DesiredChange[] = Array.from({ length: n }, (_, i) => ({ op: 'backend.put', backend: { name: `b${i}`, from: from(i), mode: null, published: true } }))
   await store.commit(changes, { actor: 'test', action: 'seed', target: { kind: 'test', id: 'seed' } })
   const executor = new Executor({ runtime, store, lockTimeoutMs: 1000 })
   const reconciler = new Reconciler({ runtime, executor, identity: new ProcessIdentity(), created: new Map(), intervalMs: 60_000, identityPollMs: 60_000, concurrency: 1 })
@@ -53,12 +60,30 @@ describe('Reconciler', () => {
     expect((await reconciler.reconcileNow('again'))?.reapplied).toEqual([])
   })
 
+  it('creates many backends in groups on one connection, and one by one when a group fails', async () => {
+    // The store lists b0, b1, b10…b19, b2, b20…b29, b3, b4 (the first group of 25), then b5…b9.
+    const { reconciler, backends, runtime } = await setup(30, 0, i => i === 1 ? 'gone' : 'd')
+    const report = await reconciler.reconcileNow('test')
+    expect(report?.reapplied).toHaveLength(29)
+    expect(report?.failed).toEqual([{ object: 'backend/b1', error: expect.stringMatching(/no defaults section named 'gone'/) }])
+    expect(backends.size).toBe(29)
+    expect(backends.has('b1')).toBe(false)
+    // The first group was tried together, put back when b1 was refused, then created one by one.
+    expect(runtime.sent).toContain('del backend b0')
+    expect(runtime.sent.filter(t => t === 'add backend b0 from d')).toHaveLength(2)
+    // The second group went through together: one `show info` for its five backends.
+    const second = runtime.sent.slice(runtime.sent.lastIndexOf('add backend b4 from d') + 1)
+    expect(second.filter(t => t === 'show info')).toHaveLength(1)
+    expect(second.filter(t => t.startsWith('add backend'))).toEqual(['add backend b5 from d', 'add backend b6 from d', 'add backend b7 from d', 'add backend b8 from d', 'add backend b9 from d'])
+  })
+
   it('stops a long pass when hapctl shuts down: what is in progress finishes, the rest waits for the next start', async () => {
-    const { reconciler, backends } = await setup(20, 30)
+    // 75 backends: three groups of 25 (one plan each), each taking 30 ms.
+    const { reconciler, backends } = await setup(75, 30)
     reconciler.start()
-    await new Promise(resolve => setTimeout(resolve, 50))
+    await new Promise(resolve => setTimeout(resolve, 10))
     await reconciler.stop()
     expect(backends.size).toBeGreaterThan(0)
-    expect(backends.size).toBeLessThan(20)
+    expect(backends.size).toBeLessThan(75)
   })
 })

@@ -60,13 +60,16 @@ function addBackendRejection (input: { name: string, from: string }, err: Operat
  * Used by POST /backends and by the reconciler.
  */
 export function createBackendSteps (b: DesiredBackend, deps: { executor: Executor, identity: ProcessIdentity, created: Map<string, CreatedBackend> },
-  servers: Step[], between: Step[] = []): Step[] {
+  servers: Step[], between: Step[] = [], opts: { process?: () => ProcessInfo | undefined } = {}): Step[] {
   const { executor, identity } = deps
   // `show info` on the same connection as `add backend`: the process recorded is the one that has it.
+  // With `process`, an earlier command step of the same batch (same connection) asked already.
   const add: Step = {
     label: 'add backend',
-    commands: [cmd.showInfo(), cmd.addBackend(b.name, b.from, b.mode ?? undefined)],
-    onApplied: async ([info, result]) => {
+    commands: opts.process === undefined ? [cmd.showInfo(), cmd.addBackend(b.name, b.from, b.mode ?? undefined)] : [cmd.addBackend(b.name, b.from, b.mode ?? undefined)],
+    onApplied: async (results) => {
+      const [info, result] = opts.process === undefined ? results : [opts.process(), results[0]]
+      if (info === undefined) throw new Error('the process that has the backend is unknown')
       const { dynamicServers, note } = result as cmd.AddBackendResult
       identity.observe(info as ProcessInfo)
       deps.created.set(b.name, { from: b.from, noDynamicServers: dynamicServers ? undefined : (note ?? 'static load-balancing algorithm') })
