@@ -43,7 +43,6 @@ export const REASONS = {
   MAP_UNWRITABLE: 'The map holds entries hapctl cannot write back exactly.',
   MAP_VERSION_CONFLICT: 'Another client prepared or committed a version of the map meanwhile.',
   CURSOR_STALE: 'The map changed too much since the previous page.',
-  DESIRED_CONFLICT: 'HAProxy\'s configuration now defines an object with the name of one hapctl keeps; it is left alone.',
   PRECONDITION_FAILED: 'The ETag given in If-Match no longer matches.',
   DEFAULTS_NOT_FOUND: 'There is no defaults section with that name.',
   RUNTIME_FORBIDDEN: 'HAProxy refused for lack of privileges: the stats socket needs `level admin`.',
