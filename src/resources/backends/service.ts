@@ -197,7 +197,19 @@ export class BackendService {
     const target = { kind: 'backend', id: name }
     await this.#executor.perform({ target }, async (): Promise<Plan> => {
       const deadline = Date.now() + opts.timeoutMs
-      const [info, stat, servers] = await this.#preflight(name)
+      let found
+      try {
+        found = await this.#preflight(name)
+      } catch (err) {
+        // Kept but not in HAProxy (a reload not yet reconciled, or one HAProxy cannot create: its
+        // defaults section is gone): deleted from the desired state alone, or the reconciler would
+        // bring back what the client was told does not exist.
+        if (err instanceof OperationError && err.reason === 'BACKEND_NOT_FOUND' && await this.#executor.store.getBackend(name) !== undefined) {
+          return { target, action: 'delete', steps: [], changes: [{ op: 'backend.delete', name }] }
+        }
+        throw err
+      }
+      const [info, stat, servers] = found
       const backend = (await this.#view(info, stat)).find(b => b.name === name)
       if (backend === undefined) throw notFound(name)
       if (!backend.dynamic && !opts.force) {

@@ -229,8 +229,17 @@ export class ServerService {
     checkName('server', server)
     const target = { kind: 'server', id: `${backend}/${server}` }
     await this.#executor.perform({ target, lock: `backend:${backend}` }, async () => {
-      const current = await this.get(backend, server)
       const kept = await this.#executor.store.getServer(backend, server)
+      let current
+      try {
+        current = await this.get(backend, server)
+      } catch (err) {
+        // Kept but not in HAProxy (a reload not yet reconciled, a backend the configuration dropped, a
+        // spec HAProxy now refuses): deleted from the desired state alone, or it would come back.
+        const missing = err instanceof OperationError && (err.reason === 'SERVER_NOT_FOUND' || err.reason === 'BACKEND_NOT_FOUND')
+        if (missing && kept !== undefined) return { target, action: 'delete', steps: [], changes: [{ op: 'server.delete', backend, name: server }] }
+        throw err
+      }
       const notFound = (err: OperationError): OperationError | undefined => rejectionOf(err)?.kind === 'not_found' ? serverNotFound(backend, server) : undefined
       const steps = removeServerSteps(backend, server, { adminState: current.adminState, agentEnabled: current.agentCheck.enabled }, opts)
       return {
