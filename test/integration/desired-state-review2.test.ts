@@ -128,6 +128,23 @@ describe('writes racing a replay', () => {
   })
 })
 
+describe('a reload in the middle of a grouped replay', () => {
+  it('the groups that went to the old worker are made again in the new one; none is taken for the configuration\'s', async () => {
+    const app = await startHapctl()
+    const names = Array.from({ length: 120 }, (_, i) => `rl${i}`)
+    for (const name of names) {
+      expect((await api(app, 'POST', '/backends', { name, from: 'mydefaults', published: true, servers: [{ name: 's1', address: '127.0.0.1', port: h.upstreams.s1!.port, enabled: true }] })).status).toBe(201)
+    }
+    await h.reload()
+    await waitFor(async () => (await h.cli('show stat -1 2 -1')).match(/^rl\d+,/mg)?.length ?? 0, count => count > 0, { timeoutMs: 3000, intervalMs: 5 })
+    await h.reload()
+    await waitFor(async () => (await api(app, 'GET', '/backends')).body.items.filter((b: any) => b.name.startsWith('rl') && b.dynamic && b.published && b.servers === 1).length,
+      count => count === names.length, { timeoutMs: 3000 })
+    await app.reconciler.reconcileNow('test')
+    expect((await api(app, 'GET', '/status')).body.drift).toEqual([])
+  })
+})
+
 describe('shutdown in the middle of a replay', () => {
   it('app.close() while the reconciler recreates many backends: the next hapctl on the same store finishes it, nothing is taken for a backend of the configuration', async () => {
     const first = await startHapctl()
