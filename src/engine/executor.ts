@@ -193,9 +193,9 @@ export class Executor {
 
   /**
    * `failed` is the step that failed; `inDoubt` the steps that may or may not have been applied (on a
-   * verdictless failure: the whole batch from the failed step on).
+   * verdictless failure: the whole batch from the failed step on); `alsoApplied` the steps that were
+   * applied after all (a failed onApplied) and must be put back too.
    */
-  /** `alsoApplied`: steps that were applied after all (a failed onApplied) and must be put back too. */
   async #fail (ctx: StepContext, plan: Plan, opts: RunOptions, applied: Step[], failed: Step, inDoubt: Step[], err: unknown, alsoApplied: Step[] = []): Promise<Failed> {
     let error = toOperationError(err)
     error = failed.explain?.(error) ?? error

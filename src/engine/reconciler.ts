@@ -117,6 +117,7 @@ export class Reconciler {
   start (): void {
     if (!this.#stopped) return
     this.#stopped = false
+    this.#closing = false
     this.kick('start')
     const poll = (): void => {
       this.#pollTimer = setTimeout(() => {

@@ -85,5 +85,10 @@ describe('Reconciler', () => {
     await reconciler.stop()
     expect(backends.size).toBeGreaterThan(0)
     expect(backends.size).toBeLessThan(75)
+    // Started again, it finishes the work.
+    reconciler.start()
+    await reconciler.reconcileNow('again')
+    await reconciler.stop()
+    expect(backends.size).toBe(75)
   })
 })
