@@ -54,6 +54,7 @@ export const REASONS = {
   RUNTIME_UNAVAILABLE: 'HAProxy\'s Runtime API cannot be reached.',
   HAPROXY_STOPPING: 'The HAProxy process answering is stopping after a reload.',
   BUSY: 'Another operation on the same object did not finish in time; retry.',
+  RESTORING: 'hapctl keeps the object but HAProxy does not have it (yet): it is put back after a restart or reload; retry (GET /status says why if it lasts).',
   STORE_UNAVAILABLE: 'The desired-state store cannot be read or could not record the change (HAProxy was then put back as it was).',
   RUNTIME_TIMEOUT: 'HAProxy did not answer in time.',
   INTERNAL: 'A bug in hapctl; the log has the details.'

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.ts'
 import { testConfig } from '../helpers/build-test-app.ts'
-import { freePort, startHaproxy } from '../helpers/haproxy.ts'
+import { freePort, startHaproxy, waitFor } from '../helpers/haproxy.ts'
 import type { HaproxyInstance } from '../helpers/haproxy.ts'
 
 /*
@@ -19,8 +19,9 @@ const TOKEN = 'an-api-token-of-32-characters-xx'
 let h: HaproxyInstance
 const apps: FastifyInstance[] = []
 
-async function appFor (env: Record<string, string>): Promise<FastifyInstance> {
-  const app = await buildApp({ config: testConfig(env), logger: false })
+async function appFor (env: Record<string, string>, opts: { reconcile?: boolean } = {}): Promise<FastifyInstance> {
+  const app = await buildApp({ config: testConfig(env), logger: false, ...opts })
+  await app.ready()
   apps.push(app)
   return app
 }
@@ -135,7 +136,7 @@ describe('bearer token', () => {
 
 // Last: these restart and then stop the file's HAProxy.
 describe('HAProxy restarted, then stopped', () => {
-  it('is ready again with the new pid, and forgets the backends created before the restart', async () => {
+  it('is ready again with the new pid, and puts back the backends it created before the restart, never answering 404 for them', async () => {
     const app = await appFor({ HAPROXY_RUNTIME_API: h.runtimeApi })
     const created = await app.inject({ method: 'POST', url: '/backends', payload: { name: 'dyn_before', from: 'mydefaults' } })
     expect(created.statusCode).toBe(201)
@@ -149,32 +150,32 @@ describe('HAProxy restarted, then stopped', () => {
     expect(ready.statusCode).toBe(200)
     expect(ready.json().haproxy.pid).toBe(h.pid)
 
-    const gone = await app.inject({ method: 'GET', url: '/backends/dyn_before' })
-    expect(gone.statusCode).toBe(404)
-
-    // The same name again, created behind hapctl's back on the new process (before any listing could
-    // prune the catalog): hapctl must see the new pid and stop calling it its own.
-    expect(await h.cli('add backend dyn_before from mydefaults')).toBe('New backend registered.\n\n')
-    const again = await app.inject({ method: 'GET', url: '/backends/dyn_before' })
-    expect(again.statusCode).toBe(200)
-    expect(again.json()).toMatchObject({ name: 'dyn_before', dynamic: false, from: null })
-
+    // Until the reconciler has put it back: 503 RESTORING (retry), never 404 (gone).
+    const statuses = new Set<number>()
+    await waitFor(async () => {
+      const res = await app.inject({ method: 'GET', url: '/backends/dyn_before' })
+      statuses.add(res.statusCode)
+      if (res.statusCode === 503) expect(res.json().code).toBe('HAPX_RESTORING')
+      return res
+    }, res => res.statusCode === 200 && res.json().dynamic === true, { timeoutMs: 2000, intervalMs: 20 })
+    expect([...statuses].filter(s => s !== 200 && s !== 503)).toEqual([])
     const list = await app.inject({ method: 'GET', url: '/backends' })
-    expect(list.statusCode).toBe(200)
-    expect((list.json().items as Array<{ dynamic: boolean }>).filter(b => b.dynamic)).toEqual([])
+    expect((list.json().items as Array<{ name: string, dynamic: boolean }>).filter(b => b.dynamic).map(b => b.name)).toEqual(['dyn_before'])
+    expect((await app.inject({ method: 'DELETE', url: '/backends/dyn_before' })).statusCode).toBe(204)
     await expectHealthy(app)
   })
 
   it('keeps a backend recreated through hapctl after a restart it has not noticed yet as its own', async () => {
-    const app = await appFor({ HAPROXY_RUNTIME_API: h.runtimeApi })
+    // No reconciler: the client, not hapctl, recreates it.
+    const app = await appFor({ HAPROXY_RUNTIME_API: h.runtimeApi }, { reconcile: false })
     expect((await app.inject({ method: 'POST', url: '/backends', payload: { name: 'dyn_twice', from: 'mydefaults' } })).statusCode).toBe(201)
     await h.restart()
-    // A 404 does not tell hapctl that HAProxy restarted; the next creation must not be mistaken for
-    // a leftover of the old process when the restart is finally noticed.
-    expect((await app.inject({ method: 'GET', url: '/backends/dyn_twice' })).statusCode).toBe(404)
+    expect((await app.inject({ method: 'GET', url: '/backends/dyn_twice' })).json()).toMatchObject({ status: 503, code: 'HAPX_RESTORING' })
+    // Created again in the new process, it must not be taken for a leftover of the old one.
     expect((await app.inject({ method: 'POST', url: '/backends', payload: { name: 'dyn_twice', from: 'mydefaults' } })).statusCode).toBe(201)
     const after = await app.inject({ method: 'GET', url: '/backends/dyn_twice' })
     expect(after.json()).toMatchObject({ name: 'dyn_twice', dynamic: true, from: 'mydefaults' })
+    expect((await app.inject({ method: 'DELETE', url: '/backends/dyn_twice' })).statusCode).toBe(204)
   })
 
   it('answers 503 once HAProxy is stopped, and /health stays 200', async () => {

@@ -118,6 +118,10 @@ export class BackendService {
 
   async get (name: string): Promise<Backend> {
     checkName('backend', name)
+    return this.#orRestoring(name, () => this.#get(name))
+  }
+
+  async #get (name: string): Promise<Backend> {
     try {
       const [info, stat] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(name, BACKEND_STAT)])
       const found = (await this.#view(info, stat)).find(b => b.name === name)
@@ -173,17 +177,33 @@ export class BackendService {
     return { ...backend, warnings: [...backend.warnings, ...warnings] }
   }
 
+  /**
+   * A backend hapctl keeps but HAProxy does not have: just after a restart or reload, before the
+   * reconciler has put it back (or for good, when it cannot: GET /status says why). A 404 would tell
+   * the client it is gone, and it would create it again; 503 RESTORING says to retry.
+   */
+  async #orRestoring<T> (name: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn()
+    } catch (err) {
+      if (err instanceof OperationError && err.reason === 'BACKEND_NOT_FOUND' && await this.#executor.store.getBackend(name) !== undefined) {
+        throw new OperationError('RESTORING', `hapctl keeps backend '${name}' but HAProxy does not have it (yet): after a restart or reload it is put back within a second; retry (if this lasts, GET /status says why)`, { cause: err })
+      }
+      throw err
+    }
+  }
+
   async setPublished (name: string, published: boolean): Promise<Backend> {
     checkName('backend', name)
     const target = { kind: 'backend', id: name }
-    return this.#executor.perform({ target }, async (): Promise<Plan> => {
+    return this.#orRestoring(name, () => this.#executor.perform({ target }, async (): Promise<Plan> => {
       const kept = await this.#executor.store.getBackend(name)
       const changes: DesiredChange[] = kept === undefined ? [] : [{ op: 'backend.put', backend: { ...kept, published } }]
       const step = commandStep([published ? cmd.publishBackend(name) : cmd.unpublishBackend(name)], [published ? cmd.unpublishBackend(name) : cmd.publishBackend(name)], {
         explain: err => rejectionOf(err)?.kind === 'not_found' ? notFound(name) : undefined
       })
       return { target, action: 'update', steps: [step], changes }
-    }, async () => this.get(name))
+    }, async () => this.#get(name)))
   }
 
   /**

@@ -115,8 +115,31 @@ export class ServerService {
     this.#executor = deps.executor
   }
 
+  /**
+   * What hapctl keeps but HAProxy does not have (yet): just after a restart or reload, before the
+   * reconciler has put it back. A 404 would tell the client it is gone; 503 RESTORING says to retry.
+   */
+  async #orRestoring<T> (backend: string, server: string | undefined, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn()
+    } catch (err) {
+      if (!(err instanceof OperationError) || (err.reason !== 'BACKEND_NOT_FOUND' && err.reason !== 'SERVER_NOT_FOUND')) throw err
+      const store = this.#executor.store
+      const kept = err.reason === 'BACKEND_NOT_FOUND'
+        ? await store.getBackend(backend) !== undefined || (await store.getServers(backend)).length > 0
+        : server !== undefined && await store.getServer(backend, server) !== undefined
+      if (!kept) throw err
+      const what = err.reason === 'BACKEND_NOT_FOUND' ? `backend '${backend}'` : `server '${backend}/${server}'`
+      throw new OperationError('RESTORING', `hapctl keeps ${what} but HAProxy does not have it (yet): after a restart or reload it is put back within a second; retry (if this lasts, GET /status says why)`, { cause: err })
+    }
+  }
+
   async list (backend: string): Promise<Server[]> {
     checkName('backend', backend)
+    return this.#orRestoring(backend, undefined, () => this.#list(backend))
+  }
+
+  async #list (backend: string): Promise<Server[]> {
     let state, stat
     try {
       [state, stat] = await this.#runtime.execute([cmd.showServersState(backend), cmd.showStat(backend)])
@@ -128,8 +151,13 @@ export class ServerService {
   }
 
   async get (backend: string, server: string): Promise<Server> {
+    checkName('backend', backend)
     checkName('server', server)
-    const found = (await this.list(backend)).find(s => s.name === server)
+    return this.#orRestoring(backend, server, () => this.#get(backend, server))
+  }
+
+  async #get (backend: string, server: string): Promise<Server> {
+    const found = (await this.#list(backend)).find(s => s.name === server)
     if (found === undefined) throw serverNotFound(backend, server)
     return found
   }
@@ -137,7 +165,7 @@ export class ServerService {
   async create (backend: string, input: CreateServerInput): Promise<Server> {
     checkName('backend', backend)
     const desired = desiredServerOf(backend, input)
-    return this.#executor.perform(
+    return this.#orRestoring(backend, undefined, () => this.#executor.perform(
       { target: { kind: 'server', id: `${backend}/${input.name}` }, lock: `backend:${backend}` },
       async (): Promise<Plan> => ({
         target: { kind: 'server', id: `${backend}/${input.name}` },
@@ -145,7 +173,7 @@ export class ServerService {
         steps: addServerSteps(desired),
         changes: [{ op: 'server.put', server: desired }]
       }),
-      async () => this.get(backend, input.name))
+      async () => this.#get(backend, input.name)))
   }
 
   /**
@@ -232,7 +260,7 @@ export class ServerService {
       const kept = await this.#executor.store.getServer(backend, server)
       let current
       try {
-        current = await this.get(backend, server)
+        current = await this.#get(backend, server)
       } catch (err) {
         // Kept but not in HAProxy (a reload not yet reconciled, a backend the configuration dropped, a
         // spec HAProxy now refuses): deleted from the desired state alone, or it would come back.
