@@ -403,7 +403,9 @@ export class Reconciler {
     const target = { kind: 'backend', id: names.join(',') }
     let info: ProcessInfo | undefined
     try {
-      const { outcome } = await executor.run({ target, lock: names.map(n => `backend:${n}`), actor: 'reconciler', runtime: this.#o.runtime }, async (): Promise<Plan> => {
+      // A short lock wait: a group holds the locks it has while it waits for the next one, and a write to
+      // one of them must not wait long for an operation on another (then the group goes one by one).
+      const { outcome } = await executor.run({ target, lock: names.map(n => `backend:${n}`), actor: 'reconciler', runtime: this.#o.runtime, lockTimeoutMs: GROUP_LOCK_WAIT_MS }, async (): Promise<Plan> => {
         if (await executor.store.revision() !== revision) return { target, action: 'stale', steps: [] }
         const steps: Step[] = [{ label: 'show info', commands: [cmd.showInfo()], undoCommands: [], onApplied: ([i]) => { info = i as ProcessInfo } }]
         for (const item of group) {
@@ -532,6 +534,8 @@ type Fixes = { steps: Step[], what: string[], publish?: boolean }
 
 /** Backends created per plan (and connection) when many are missing, as after a restart. */
 const CREATE_GROUP = 25
+/** How long a group waits for each of its locks before its backends are created one by one. */
+const GROUP_LOCK_WAIT_MS = 200
 
 type CreateWork = { kind: 'create-backend', backend: DesiredBackend, servers: DesiredServer[] }
 

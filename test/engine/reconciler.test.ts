@@ -45,7 +45,7 @@ async function setup (n: number, delayMs: number, from: (i: number) => string = 
   await store.commit(changes, { actor: 'test', action: 'seed', target: { kind: 'test', id: 'seed' } })
   const executor = new Executor({ runtime, store, lockTimeoutMs: 1000 })
   const reconciler = new Reconciler({ runtime, executor, identity: new ProcessIdentity(), created: new Map(), intervalMs: 60_000, identityPollMs: 60_000, concurrency: 1 })
-  return { reconciler, backends, store, runtime }
+  return { reconciler, backends, store, runtime, executor }
 }
 
 describe('Reconciler', () => {
@@ -90,5 +90,22 @@ describe('Reconciler', () => {
     await reconciler.reconcileNow('again')
     await reconciler.stop()
     expect(backends.size).toBe(75)
+  })
+
+  it('does not hold a group\'s locks long while another operation holds one of them: the group goes one by one', async () => {
+    const { reconciler, backends, executor } = await setup(3, 0)
+    const events: string[] = []
+    // Another operation holds b1 for 400 ms.
+    const busy = executor.locks.run('backend:b1', async () => {
+      await new Promise(resolve => setTimeout(resolve, 400))
+      events.push('b1 released')
+    })
+    const pass = reconciler.reconcileNow('test')
+    await new Promise(resolve => setTimeout(resolve, 30))
+    // A write to b0, which the group took first (locks go in sorted order).
+    const write = executor.locked({ target: { kind: 'backend', id: 'b0' } }, async () => { events.push('write to b0') })
+    await Promise.all([busy, pass, write])
+    expect(events).toEqual(['write to b0', 'b1 released'])
+    expect(backends.size).toBe(3)
   })
 })
