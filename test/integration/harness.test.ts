@@ -244,8 +244,12 @@ describe('integration harness, master-worker mode', () => {
     await h.kill()
     expect(isAlive(masterPid!)).toBe(false)
     expect(await waitFor(async () => isAlive(pid), (alive) => !alive, { timeoutMs: 2_000 })).toBe(false)
-    await expect(httpGet(h.frontendUrl + '/x')).rejects.toMatchObject({ code: 'ECONNREFUSED' })
-    await expect(h.identity()).rejects.toMatchObject({ code: 'ECONNREFUSED' })
+    // Nothing of this instance answers any more. (Not asserted as ECONNREFUSED: the ports it released
+    // are free for the other test files running in parallel, which may bind one at once.)
+    const front = await httpGet(h.frontendUrl + '/x').catch((err: NodeJS.ErrnoException) => ({ status: -1, body: err.code ?? '' }))
+    expect(front.status).not.toBe(200)
+    const identity = await h.identity().catch(() => undefined)
+    expect([pid, masterPid]).not.toContain(identity?.pid)
     await expect(h.reload()).rejects.toThrow('not running')
     await h.kill() // no-op while down
 
