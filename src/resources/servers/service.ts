@@ -20,6 +20,9 @@ import { joinServers, toAddOptions } from './view.ts'
 
 export type { Server } from './view.ts'
 
+/** Read-backs of a changed address before answering with what HAProxy shows (20 ms apart). */
+const ADDR_SETTLE_TRIES = 10
+
 /** How long an undo waits for a server that was briefly in service to lose its connections. */
 const ROLLBACK_WAIT_MS = 2000
 
@@ -220,7 +223,17 @@ export class ServerService {
       }
       const notFound = (err: OperationError): OperationError | undefined => rejectionOf(err)?.kind === 'not_found' ? serverNotFound(backend, server) : undefined
       return { target, action: 'update', steps: steps.map(s => ({ ...s, explain: notFound })), changes: await this.#patchChanges(backend, server, patch) }
-    }, async () => this.get(backend, server))
+    }, async () => {
+      // HAProxy applies an address change asynchronously (a task makes it atomic for the threads):
+      // read right after, `show servers state` may still show the old one. Wait a little for it.
+      let read = await this.#get(backend, server)
+      for (let i = 0; i < ADDR_SETTLE_TRIES && (patch.address !== undefined || patch.port !== undefined) &&
+        ((patch.address !== undefined && read.address !== patch.address) || (patch.port !== undefined && read.port !== patch.port)); i++) {
+        await new Promise(resolve => setTimeout(resolve, 20))
+        read = await this.#get(backend, server)
+      }
+      return read
+    })
   }
 
   /**
