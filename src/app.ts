@@ -85,12 +85,14 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
 
-  const runtime = deps.runtime ?? new RuntimeClient({
+  /** A Runtime API client with its own connections, closed with the app. */
+  const newClient = (bindings: Record<string, string>): Runtime => new RuntimeClient({
     endpoint: config.runtimeApi,
     timeoutMs: config.runtimeTimeoutMs,
     maxConnections: config.runtimeMaxConnections,
-    logger: app.log.child({ module: 'runtime' })
+    logger: app.log.child({ module: 'runtime', ...bindings })
   })
+  const runtime = deps.runtime ?? newClient({})
   app.addHook('onClose', async () => { await runtime.close() })
 
   await registerSwagger(app)
@@ -107,13 +109,8 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   // The reconciler gets connections of its own, so that a replay of thousands of objects after a
   // restart does not queue the API's requests behind it (both limits together stay within HAProxy's
   // 10 connections per stats socket at the default of 4 each, leaving room for operators).
-  const reconcilerRuntime = deps.runtime ?? new RuntimeClient({
-    endpoint: config.runtimeApi,
-    timeoutMs: config.runtimeTimeoutMs,
-    maxConnections: config.runtimeMaxConnections,
-    logger: app.log.child({ module: 'runtime', for: 'reconciler' })
-  })
-  if (deps.runtime === undefined) app.addHook('onClose', async () => { await reconcilerRuntime.close() })
+  const reconcilerRuntime = deps.runtime ?? newClient({ for: 'reconciler' })
+  if (reconcilerRuntime !== runtime) app.addHook('onClose', async () => { await reconcilerRuntime.close() })
   const reconciler = new Reconciler({
     runtime: reconcilerRuntime,
     executor,

@@ -141,7 +141,6 @@ export class Executor {
   }
 
   async #execute (ctx: StepContext, plan: Plan, opts: RunOptions): Promise<Outcome> {
-    const actor = opts.actor ?? 'api'
     const applied: Step[] = []
     for (const batch of batches(plan.steps)) {
       let results: readonly unknown[]
@@ -167,7 +166,7 @@ export class Executor {
     let revision: number | undefined
     if (plan.changes !== undefined && plan.changes.length > 0) {
       try {
-        revision = await this.store.commit(plan.changes, { actor, action: plan.action, target: plan.target, requestId: opts.requestId })
+        revision = await this.#record(plan, opts, 'applied')
       } catch (err) {
         // HAProxy has the change but the store does not: left like that, the reconciler would revert
         // it later without anyone being told. Put it back now and say so.
@@ -175,7 +174,6 @@ export class Executor {
         const cause = new OperationError('STORE_UNAVAILABLE', `the change was applied to HAProxy but could not be recorded (${(err as Error).message})`, { cause: err })
         return this.#rollback(ctx, plan, applied, cause)
       }
-      this.#notify({ revision, plan, actor, outcome: 'applied' })
     }
     return { kind: 'applied', applied: applied.map(s => s.label), revision }
   }
@@ -209,15 +207,13 @@ export class Executor {
     if (inDoubt.length > 0 && plan.changes !== undefined && plan.changes.length > 0) {
       // The command went out and nothing came back: HAProxy may apply it now or later (it runs
       // commands whose client has gone). Undoing would race it; record what was asked instead.
-      const actor = opts.actor ?? 'api'
       let revision: number | undefined
       try {
-        revision = await this.store.commit(plan.changes, { actor, action: plan.action, target: plan.target, requestId: opts.requestId })
+        revision = await this.#record(plan, opts, 'unknown')
       } catch (storeErr) {
         this.#logger?.warn({ err: storeErr, target: plan.target }, 'could not record a change whose outcome is unknown')
       }
       if (revision !== undefined) {
-        this.#notify({ revision, plan, actor, outcome: 'unknown' })
         error = error.extend({
           suffix: `; whether ${inDoubt.map(s => `'${s.label}'`).join(', ')} took effect is unknown: the change was recorded as desired state (revision ${revision}) and hapctl will make HAProxy match it`,
           outcome: 'unknown',
@@ -278,7 +274,11 @@ export class Executor {
     return { kind: outcome, error: extended, applied: applied.map(s => s.label), undone, left, revision: undefined }
   }
 
-  #notify (event: Parameters<CommitListener>[0]): void {
+  /** Commits the plan's change to the store and tells the listeners; the new revision. */
+  async #record (plan: Plan, opts: RunOptions, outcome: 'applied' | 'unknown'): Promise<number> {
+    const actor = opts.actor ?? 'api'
+    const revision = await this.store.commit(plan.changes ?? [], { actor, action: plan.action, target: plan.target, requestId: opts.requestId })
+    const event = { revision, plan, actor, outcome }
     for (const l of this.#listeners) {
       try {
         l(event)
@@ -286,6 +286,7 @@ export class Executor {
         this.#logger?.warn({ err }, 'a commit listener failed')
       }
     }
+    return revision
   }
 }
 

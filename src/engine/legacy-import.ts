@@ -8,9 +8,7 @@
 import { renameSync } from 'node:fs'
 import type { Runtime } from '../runtime/client.ts'
 import * as cmd from '../runtime/commands/index.ts'
-import { StatType } from '../runtime/parsers.ts'
-import { PROXY_MODES } from '../runtime/validation.ts'
-import type { ProxyMode } from '../runtime/validation.ts'
+import { BACKEND_STAT, backendsFromStat } from '../resources/backends/view.ts'
 import { processIdOf } from './identity.ts'
 import { readLegacyStateFile } from './store/legacy-state-file.ts'
 import type { DesiredChange, DesiredStateStore } from './store/types.ts'
@@ -23,7 +21,7 @@ export async function importLegacyStateFile (file: string, deps: { runtime: Runt
   const { runtime, store, logger } = deps
   let info, stat
   try {
-    [info, stat] = await runtime.execute([cmd.showInfo(), cmd.showStat(undefined, { columns: ['pxname', 'svname', 'type', 'status', 'mode'], backendsAndServersOnly: true })])
+    [info, stat] = await runtime.execute([cmd.showInfo(), cmd.showStat(undefined, BACKEND_STAT)])
   } catch (err) {
     // Without HAProxy nothing can be told; try again at the next start rather than lose the file.
     logger.warn({ file, err: (err as Error).message }, 'HAPCTL_STATE_FILE not imported yet: HAProxy did not answer; it will be tried again at the next start')
@@ -33,12 +31,11 @@ export async function importLegacyStateFile (file: string, deps: { runtime: Runt
   const changes: DesiredChange[] = []
   const imported: string[] = []
   if (legacy.process === here) {
-    const rows = new Map(stat.filter(r => r.type === StatType.BACKEND).map(r => [r.pxname as string, r]))
+    const live = new Map(backendsFromStat(stat, () => undefined).map(b => [b.name, b]))
     for (const b of legacy.backends) {
-      const row = rows.get(b.name)
-      if (row === undefined || await store.getBackend(b.name) !== undefined) continue
-      const mode = (PROXY_MODES as readonly string[]).includes(row.mode ?? '') ? row.mode as ProxyMode : null
-      changes.push({ op: 'backend.put', backend: { name: b.name, from: b.from, mode, published: !(row.status ?? '').endsWith(' (UNPUB)') } })
+      const now = live.get(b.name)
+      if (now === undefined || await store.getBackend(b.name) !== undefined) continue
+      changes.push({ op: 'backend.put', backend: { name: b.name, from: b.from, mode: now.mode, published: now.published } })
       imported.push(b.name)
     }
   }

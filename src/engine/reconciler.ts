@@ -15,7 +15,7 @@
 import type { Runtime } from '../runtime/client.ts'
 import * as cmd from '../runtime/commands/index.ts'
 import type { ProcessInfo, Row } from '../runtime/parsers.ts'
-import { AdminStateBits, CheckStateBits, StatType } from '../runtime/parsers.ts'
+import { AdminStateBits, CheckStateBits } from '../runtime/parsers.ts'
 import type { Executor } from './executor.ts'
 import type { ProcessIdentity } from './identity.ts'
 import { processIdOf } from './identity.ts'
@@ -26,7 +26,7 @@ import { addServerSteps, removalCommands } from '../resources/servers/service.ts
 import { adminStateOf } from '../resources/servers/view.ts'
 import { createBackendSteps } from '../resources/backends/service.ts'
 import type { CreatedBackend } from '../resources/backends/view.ts'
-import { BACKEND_STAT } from '../resources/backends/view.ts'
+import { BACKEND_STAT, backendsFromStat } from '../resources/backends/view.ts'
 import { readContent, stageContent } from '../resources/pattern-refs/versioned-load.ts'
 
 export type DriftItem = {
@@ -256,10 +256,7 @@ export class Reconciler {
     const [info, stat, servers, maps] = await this.#o.runtime.execute([
       cmd.showInfo(), cmd.showStat(undefined, BACKEND_STAT), cmd.showServersState(), cmd.showMaps()
     ])
-    const backends = new Map<string, ActualBackend>()
-    for (const r of stat) {
-      if (r.type === StatType.BACKEND) backends.set(r.pxname as string, { published: !(r.status ?? '').endsWith(' (UNPUB)'), servers: new Map() })
-    }
+    const backends = new Map<string, ActualBackend>(backendsFromStat(stat, () => undefined).map(b => [b.name, { published: b.published, servers: new Map() }]))
     for (const r of servers) backends.get(r.be_name as string)?.servers.set(r.srv_name as string, r)
     return { info, backends, maps: new Set(maps.map(m => m.name)) }
   }
@@ -275,7 +272,6 @@ export class Reconciler {
       serversOf.set(s.backend, list)
     }
     const work: Work[] = []
-    const conflicts = new Set<string>()
     for (const b of desired.backends) {
       const a = actual.backends.get(b.name)
       if (a === undefined) {
@@ -283,7 +279,6 @@ export class Reconciler {
         continue
       }
       if (createdIn.get(b.name) !== here) {
-        conflicts.add(b.name)
         report.drift.push({ object: `backend/${b.name}`, desired: `created from '${b.from}'`, actual: "defined by HAProxy's configuration: left alone" })
         continue
       }
@@ -408,10 +403,7 @@ export class Reconciler {
       const { outcome } = await executor.run({ target, lock: names.map(n => `backend:${n}`), actor: 'reconciler', runtime: this.#o.runtime, lockTimeoutMs: GROUP_LOCK_WAIT_MS }, async (): Promise<Plan> => {
         if (await executor.store.revision() !== revision) return { target, action: 'stale', steps: [] }
         const steps: Step[] = [{ label: 'show info', commands: [cmd.showInfo()], undoCommands: [], onApplied: ([i]) => { info = i as ProcessInfo } }]
-        for (const item of group) {
-          steps.push(...createBackendSteps(item.backend, { executor, identity: this.#o.identity, created: this.#o.created },
-            item.servers.flatMap(s => addServerSteps(s, { restore: true })), [], { process: () => info }))
-        }
+        for (const item of group) steps.push(...this.#createSteps(item, () => info))
         return { target, action: 'reconcile', steps }
       })
       if (outcome.kind !== 'applied' || outcome.applied.length === 0) return false
@@ -420,6 +412,13 @@ export class Reconciler {
     }
     for (const item of group) report.reapplied.push(createdLine(item))
     return true
+  }
+
+  /** A missing backend with its servers, restored in traffic at once (see addServerSteps). */
+  #createSteps (item: CreateWork, process?: () => ProcessInfo | undefined): Step[] {
+    const { executor, identity, created } = this.#o
+    return createBackendSteps(item.backend, { executor, identity, created }, item.servers.flatMap(s => addServerSteps(s, { restore: true })), [],
+      process === undefined ? {} : { process })
   }
 
   /**
@@ -444,8 +443,7 @@ export class Reconciler {
             const servers = await store.getServers(b.name)
             if (!sameJson(now, b) || !sameJson(servers, item.servers)) return { target: { kind: 'backend', id: b.name }, action: 'stale', steps: [] }
           }
-          const steps = createBackendSteps(b, { executor, identity: this.#o.identity, created: this.#o.created }, item.servers.flatMap(s => addServerSteps(s, { restore: true })))
-          return { target: { kind: 'backend', id: b.name }, action: 'reconcile', steps }
+          return { target: { kind: 'backend', id: b.name }, action: 'reconcile', steps: this.#createSteps(item) }
         }, async o => o.applied.length === 0 ? 'changed' : createdLine(item))
         throwIfFailed(outcome)
         return value

@@ -5,7 +5,7 @@
  */
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { z } from 'zod'
-import type { Reconciler } from '../engine/reconciler.ts'
+import type { ReconcileReport, Reconciler } from '../engine/reconciler.ts'
 import type { ProcessIdentity } from '../engine/identity.ts'
 import type { DesiredStateStore } from '../engine/store/types.ts'
 import { ProblemSchema } from '../schemas/common.ts'
@@ -76,11 +76,14 @@ export const statusRoutes: FastifyPluginAsyncZod<{ reconciler: Reconciler, ident
       reconciler: {
         running: reconciler.running,
         passes: reconciler.passes,
-        last: last === undefined
-          ? null
-          : { reason: last.reason, startedAt: last.startedAt, durationMs: last.durationMs, process: last.process ?? null, revision: last.revision, reapplied: last.reapplied, phasesMs: last.phasesMs, failed: last.failed }
+        last: last === undefined ? null : { ...withoutDrift(last), process: last.process ?? null }
       },
       drift: last?.drift ?? []
     }
   })
+}
+
+/** The report without its drift, which /status shows at the top level. */
+function withoutDrift ({ drift: _drift, ...rest }: ReconcileReport): Omit<ReconcileReport, 'drift'> {
+  return rest
 }

@@ -1,32 +1,16 @@
 import { describe, expect, it } from 'vitest'
-import { Executor } from '../../src/engine/executor.ts'
 import type { Plan, Step } from '../../src/engine/plan.ts'
 import { commandStep } from '../../src/engine/plan.ts'
-import { MemoryStore } from '../../src/engine/store/memory.ts'
 import type { DesiredChange } from '../../src/engine/store/types.ts'
-import { expectEmpty } from '../../src/runtime/commands/index.ts'
-import type { Command } from '../../src/runtime/commands/index.ts'
+import { command, executorOnFake } from '../helpers/executor.ts'
 import { RuntimeTimeoutError } from '../../src/runtime/errors.ts'
-import { fakeRuntime } from '../helpers/fake-runtime.ts'
 
 /*
  * Executor edge cases: batches mixing function and command steps, a hook that throws in the middle of
  * a batch, steps in doubt, and several locks with a deadline.
  */
-const c = (text: string): Command<void> => ({ text, verb: text, parse: expectEmpty(text) })
-
-function setup (answers: Record<string, string | Error> = {}, lockTimeoutMs = 200) {
-  const runtime = fakeRuntime(text => answers[text] ?? '')
-  const calls: string[][] = []
-  const execute = runtime.execute.bind(runtime)
-  runtime.execute = (async (commands: readonly Command<unknown>[]) => {
-    calls.push(commands.map(x => x.text))
-    return execute(commands)
-  }) as typeof runtime.execute
-  const store = new MemoryStore()
-  const executor = new Executor({ runtime, store, lockTimeoutMs })
-  return { runtime, store, executor, calls }
-}
+const c = command
+const setup = executorOnFake
 
 const target = { kind: 'backend', id: 'b1' }
 const put: DesiredChange = { op: 'backend.put', backend: { name: 'b1', from: 'd', mode: null, published: true } }

@@ -1,31 +1,14 @@
 import { describe, expect, it } from 'vitest'
-import { Executor } from '../../src/engine/executor.ts'
 import { KeyedLock } from '../../src/engine/locks.ts'
 import { OperationError } from '../../src/engine/outcomes.ts'
 import type { Plan, Step } from '../../src/engine/plan.ts'
 import { commandStep } from '../../src/engine/plan.ts'
-import { MemoryStore } from '../../src/engine/store/memory.ts'
 import type { DesiredChange } from '../../src/engine/store/types.ts'
-import { expectEmpty } from '../../src/runtime/commands/index.ts'
-import type { Command } from '../../src/runtime/commands/index.ts'
+import { command, executorOnFake } from '../helpers/executor.ts'
 import { RuntimeTimeoutError, RuntimeUnavailableError } from '../../src/runtime/errors.ts'
-import { fakeRuntime } from '../helpers/fake-runtime.ts'
 
-/** A command whose text is its name; the fake answers '' (success) unless told otherwise. */
-const c = (text: string): Command<void> => ({ text, verb: text, parse: expectEmpty(text) })
-
-function setup (answers: Record<string, string | Error> = {}) {
-  const runtime = fakeRuntime(text => answers[text] ?? '')
-  const calls: string[][] = []
-  const execute = runtime.execute.bind(runtime)
-  runtime.execute = (async (commands: readonly Command<unknown>[]) => {
-    calls.push(commands.map(x => x.text))
-    return execute(commands)
-  }) as typeof runtime.execute
-  const store = new MemoryStore()
-  const executor = new Executor({ runtime, store, lockTimeoutMs: 200 })
-  return { runtime, store, executor, calls }
-}
+const c = command
+const setup = executorOnFake
 
 const target = { kind: 'backend', id: 'b1' }
 const put: DesiredChange = { op: 'backend.put', backend: { name: 'b1', from: 'd', mode: null, published: true } }

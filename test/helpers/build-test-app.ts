@@ -21,3 +21,9 @@ export async function buildTestApp (runtime: Runtime, env: Record<string, string
   onTestFinished(async () => { await app.close() })
   return app
 }
+
+/** One request through `app.inject`, with its status and parsed JSON body (undefined when empty). */
+export async function call (app: FastifyInstance, method: string, url: string, payload?: unknown): Promise<{ status: number, body: any }> {
+  const res = await app.inject({ method: method as 'GET', url, ...(payload === undefined ? {} : { payload: payload as object }) })
+  return { status: res.statusCode, body: res.body === '' ? undefined : res.json() }
+}

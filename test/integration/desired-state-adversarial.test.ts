@@ -8,7 +8,7 @@ import { RuntimeClient } from '../../src/runtime/client.ts'
 import type { Runtime } from '../../src/runtime/client.ts'
 import { parseEndpoint } from '../../src/config.ts'
 import { RuntimeTimeoutError } from '../../src/runtime/errors.ts'
-import { testConfig } from '../helpers/build-test-app.ts'
+import { call, testConfig } from '../helpers/build-test-app.ts'
 import { defaultConfig, httpGet, startHaproxy, waitFor } from '../helpers/haproxy.ts'
 import type { HaproxyConfigContext, HaproxyInstance } from '../helpers/haproxy.ts'
 
@@ -36,10 +36,7 @@ async function startHapctl (opts: { env?: Record<string, string>, runtime?: Runt
   return a
 }
 
-async function api (app: FastifyInstance, method: string, url: string, payload?: unknown): Promise<{ status: number, body: any }> {
-  const res = await app.inject({ method: method as 'GET', url, ...(payload === undefined ? {} : { payload: payload as object }) })
-  return { status: res.statusCode, body: res.body === '' ? undefined : res.json() }
-}
+const api = call
 
 /**
  * A real client that loses the reply of the next call whose commands include `verb` (the call never

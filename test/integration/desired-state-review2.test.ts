@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.ts'
-import { testConfig } from '../helpers/build-test-app.ts'
+import { call, testConfig } from '../helpers/build-test-app.ts'
 import { defaultConfig, startHaproxy, waitFor } from '../helpers/haproxy.ts'
 import type { HaproxyConfigContext, HaproxyInstance } from '../helpers/haproxy.ts'
 
@@ -33,10 +33,7 @@ async function startHapctl (opts: { env?: Record<string, string> } = {}): Promis
   return a
 }
 
-async function api (app: FastifyInstance, method: string, url: string, payload?: unknown): Promise<{ status: number, body: any }> {
-  const res = await app.inject({ method: method as 'GET', url, ...(payload === undefined ? {} : { payload: payload as object }) })
-  return { status: res.statusCode, body: res.body === '' ? undefined : res.json() }
-}
+const api = call
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'hapctl-review2-'))

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.ts'
 import { SqliteStore } from '../../src/engine/store/sqlite.ts'
-import { testConfig } from '../helpers/build-test-app.ts'
+import { call, testConfig } from '../helpers/build-test-app.ts'
 import { defaultConfig, httpGet, startHaproxy, waitFor } from '../helpers/haproxy.ts'
 import type { HaproxyInstance } from '../helpers/haproxy.ts'
 
@@ -34,10 +34,7 @@ async function startHapctl (): Promise<FastifyInstance> {
   return a
 }
 
-async function api (method: string, url: string, payload?: unknown): Promise<{ status: number, body: any }> {
-  const res = await app!.inject({ method: method as 'GET', url, ...(payload === undefined ? {} : { payload: payload as object }) })
-  return { status: res.statusCode, body: res.body === '' ? undefined : res.json() }
-}
+const api = async (method: string, url: string, payload?: unknown): Promise<{ status: number, body: any }> => call(app!, method, url, payload)
 
 /** Who answers `GET <path>` through the frontend, with an optional Host header (a new connection each time). */
 async function who (path: string, host?: string): Promise<string> {

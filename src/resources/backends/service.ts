@@ -20,6 +20,7 @@ import { OperationError, rejectionOf, toOperationError } from '../../engine/outc
 import type { DesiredBackend, DesiredChange } from '../../engine/store/types.ts'
 import type { CreateServerInput } from '../../schemas/servers.ts'
 import { addServerSteps, desiredServerOf } from '../servers/service.ts'
+import { orRestoring } from '../restoring.ts'
 import type { Backend, CreatedBackend } from './view.ts'
 import { BACKEND_STAT, backendsFromStat } from './view.ts'
 
@@ -87,8 +88,7 @@ export function createBackendSteps (b: DesiredBackend, deps: { executor: Executo
   }
   // Servers follow on the same connection; on a backend whose algorithm refuses dynamic servers,
   // the first `add server` is refused (NO_DYNAMIC_SERVERS) and the backend is removed again.
-  const steps: Step[] = [add, ...servers]
-  steps.push(...between)
+  const steps: Step[] = [add, ...servers, ...between]
   if (b.published) steps.push(commandStep([cmd.publishBackend(b.name)], [cmd.unpublishBackend(b.name)]))
   return steps
 }
@@ -124,7 +124,7 @@ export class BackendService {
   async #get (name: string): Promise<Backend> {
     try {
       const [info, stat] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(name, BACKEND_STAT)])
-      const found = (await this.#view(info, stat)).find(b => b.name === name)
+      const found = (await this.#view(info, stat, name)).find(b => b.name === name)
       if (found !== undefined) return found
     } catch (err) {
       // `show stat <unknown>` says `No such proxy.`; a frontend's name finds no BACKEND row.
@@ -134,11 +134,14 @@ export class BackendService {
   }
 
   /** A backend is hapctl's when the store keeps it and it was created in the process answering now. */
-  async #view (info: ProcessInfo, stat: Row[]): Promise<Backend[]> {
+  async #view (info: ProcessInfo, stat: Row[], only?: string): Promise<Backend[]> {
     this.#identity.observe(info)
     const here = processIdOf(info)
-    const createdIn = await this.#executor.store.createdIn()
-    const kept = new Map((await this.#executor.store.listBackends()).map(b => [b.name, b]))
+    const store = this.#executor.store
+    const createdIn = await store.createdIn()
+    // One backend's view reads one row of the store, not every backend kept.
+    const list = only === undefined ? await store.listBackends() : [await store.getBackend(only)].filter(b => b !== undefined)
+    const kept = new Map(list.map(b => [b.name, b]))
     return backendsFromStat(stat, name => {
       const b = kept.get(name)
       if (b === undefined || createdIn.get(name) !== here) return undefined
@@ -177,20 +180,9 @@ export class BackendService {
     return { ...backend, warnings: [...backend.warnings, ...warnings] }
   }
 
-  /**
-   * A backend hapctl keeps but HAProxy does not have: just after a restart or reload, before the
-   * reconciler has put it back (or for good, when it cannot: GET /status says why). A 404 would tell
-   * the client it is gone, and it would create it again; 503 RESTORING says to retry.
-   */
+  /** Not found, but kept: RESTORING (../restoring.ts). */
   async #orRestoring<T> (name: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn()
-    } catch (err) {
-      if (err instanceof OperationError && err.reason === 'BACKEND_NOT_FOUND' && await this.#executor.store.getBackend(name) !== undefined) {
-        throw new OperationError('RESTORING', `hapctl keeps backend '${name}' but HAProxy does not have it (yet): after a restart or reload it is put back within a second; retry (if this lasts, GET /status says why)`, { cause: err })
-      }
-      throw err
-    }
+    return orRestoring(fn, async err => err.reason === 'BACKEND_NOT_FOUND' && await this.#executor.store.getBackend(name) !== undefined ? `backend '${name}'` : undefined)
   }
 
   async setPublished (name: string, published: boolean): Promise<Backend> {
@@ -230,7 +222,7 @@ export class BackendService {
         throw err
       }
       const [info, stat, servers] = found
-      const backend = (await this.#view(info, stat)).find(b => b.name === name)
+      const backend = (await this.#view(info, stat, name)).find(b => b.name === name)
       if (backend === undefined) throw notFound(name)
       if (!backend.dynamic && !opts.force) {
         throw new OperationError('BACKEND_STATIC',

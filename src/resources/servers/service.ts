@@ -17,6 +17,7 @@ import type { DesiredChange, DesiredServer, ServerSpec } from '../../engine/stor
 import type { CreateServerInput, PatchServerInput } from '../../schemas/servers.ts'
 import type { Server } from './view.ts'
 import { joinServers, toAddOptions } from './view.ts'
+import { orRestoring } from '../restoring.ts'
 
 export type { Server } from './view.ts'
 
@@ -118,23 +119,15 @@ export class ServerService {
     this.#executor = deps.executor
   }
 
-  /**
-   * What hapctl keeps but HAProxy does not have (yet): just after a restart or reload, before the
-   * reconciler has put it back. A 404 would tell the client it is gone; 503 RESTORING says to retry.
-   */
+  /** Not found, but kept (the backend, one of its servers, or this server): RESTORING (../restoring.ts). */
   async #orRestoring<T> (backend: string, server: string | undefined, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn()
-    } catch (err) {
-      if (!(err instanceof OperationError) || (err.reason !== 'BACKEND_NOT_FOUND' && err.reason !== 'SERVER_NOT_FOUND')) throw err
-      const store = this.#executor.store
-      const kept = err.reason === 'BACKEND_NOT_FOUND'
-        ? await store.getBackend(backend) !== undefined || (await store.getServers(backend)).length > 0
-        : server !== undefined && await store.getServer(backend, server) !== undefined
-      if (!kept) throw err
-      const what = err.reason === 'BACKEND_NOT_FOUND' ? `backend '${backend}'` : `server '${backend}/${server}'`
-      throw new OperationError('RESTORING', `hapctl keeps ${what} but HAProxy does not have it (yet): after a restart or reload it is put back within a second; retry (if this lasts, GET /status says why)`, { cause: err })
-    }
+    const store = this.#executor.store
+    return orRestoring(fn, async err => {
+      if (err.reason === 'BACKEND_NOT_FOUND') {
+        return await store.getBackend(backend) !== undefined || (await store.getServers(backend)).length > 0 ? `backend '${backend}'` : undefined
+      }
+      return server !== undefined && await store.getServer(backend, server) !== undefined ? `server '${backend}/${server}'` : undefined
+    })
   }
 
   async list (backend: string): Promise<Server[]> {
