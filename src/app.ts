@@ -41,9 +41,6 @@ export type AppDeps = {
   reconcile?: boolean
 }
 
-/** How long a write waits for another one on the same object before answering 503 (BUSY). */
-const LOCK_TIMEOUT_MS = 30_000
-
 declare module 'fastify' {
   interface FastifyInstance {
     /** The reconciler, for tests and the benchmark (reconcileNow). */
@@ -102,7 +99,7 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   const store = deps.store ?? await openStore(config.store)
   if (deps.store === undefined) app.addHook('onClose', async () => { await store.close() })
   const identity = new ProcessIdentity()
-  const executor = new Executor({ runtime, store, lockTimeoutMs: LOCK_TIMEOUT_MS, logger: app.log.child({ module: 'executor' }) })
+  const executor = new Executor({ runtime, store, lockTimeoutMs: config.lockTimeoutMs, logger: app.log.child({ module: 'executor' }) })
   const servers = new ServerService({ runtime, executor })
   const backends = new BackendService({ runtime, executor, identity })
   const maps = new MapService({ runtime, executor })

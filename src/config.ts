@@ -38,6 +38,14 @@ const EndpointSchema = z.string().transform((value, ctx) => {
   }
 })
 
+const BooleanSchema = z.enum(['true', 'false', '1', '0', 'yes', 'no'], "must be 'true' or 'false'").transform(v => ['true', '1', 'yes'].includes(v))
+
+/** 127.0.0.0/8, ::1, localhost (and their IPv4-mapped form): reachable from this machine only. */
+export function isLoopback (host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1')
+  return h === 'localhost' || h === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
+}
+
 export const ConfigSchema = z.object({
   HAPROXY_RUNTIME_API: EndpointSchema.prefault('tcp://127.0.0.1:9999'),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -62,7 +70,35 @@ export const ConfigSchema = z.object({
   /** How often HAProxy's process identity (pid, start time) is polled to notice a restart or reload. */
   HAPCTL_IDENTITY_POLL_MS: z.coerce.number().int().min(100).max(60_000).default(500),
   /** The state file of hapctl before the store: read once to import its backends, then ignored. */
-  HAPCTL_STATE_FILE: z.string().min(1).optional()
+  HAPCTL_STATE_FILE: z.string().min(1).optional(),
+  /** Scoped tokens (names, hashes, scopes), re-read when it changes or on SIGHUP. */
+  HAPCTL_TOKENS_FILE: z.string().min(1).optional(),
+  /** Listening on a non-loopback address with no token at all is refused unless this says so. */
+  HAPCTL_ALLOW_UNAUTHENTICATED: BooleanSchema.default(false),
+  /** How long a client has to send its request headers. */
+  HAPCTL_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(10_000),
+  /** How long a client has to send a whole request, body included (a 64 MiB map file on a slow link). */
+  HAPCTL_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1000).max(3_600_000).default(120_000),
+  /** How long an idle keep-alive connection stays open. */
+  HAPCTL_KEEPALIVE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
+  /** How long a write waits for another one on the same object before answering 503 (BUSY). */
+  HAPCTL_LOCK_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(15_000),
+  /** On SIGTERM/SIGINT: how long running operations get to finish or put back what they changed. */
+  HAPCTL_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(1000).max(3_600_000).default(30_000),
+  /** Audit entries older than this many days are deleted. */
+  HAPCTL_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
+  /** At most this many audit entries are kept (the oldest go first). */
+  HAPCTL_AUDIT_MAX_ENTRIES: z.coerce.number().int().min(1000).max(100_000_000).default(1_000_000)
+}).superRefine((env, ctx) => {
+  // A control plane that can delete every backend must not be open to the network by accident.
+  if (!isLoopback(env.HOST) && env.API_TOKEN === undefined && env.HAPCTL_TOKENS_FILE === undefined && !env.HAPCTL_ALLOW_UNAUTHENTICATED) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['HOST'],
+      message: `listening on ${env.HOST} (not a loopback address) needs authentication: set API_TOKEN or HAPCTL_TOKENS_FILE, ` +
+        'or HAPCTL_ALLOW_UNAUTHENTICATED=true to accept that anyone who reaches the port can change HAProxy'
+    })
+  }
 }).transform(env => ({
   runtimeApi: env.HAPROXY_RUNTIME_API,
   host: env.HOST,
@@ -74,7 +110,15 @@ export const ConfigSchema = z.object({
   store: env.HAPCTL_STORE.kind === 'sqlite' ? { ...env.HAPCTL_STORE, synchronous: env.HAPCTL_STORE_SYNC } : env.HAPCTL_STORE,
   reconcileIntervalMs: env.HAPCTL_RECONCILE_INTERVAL_MS,
   identityPollMs: env.HAPCTL_IDENTITY_POLL_MS,
-  stateFile: env.HAPCTL_STATE_FILE
+  stateFile: env.HAPCTL_STATE_FILE,
+  tokensFile: env.HAPCTL_TOKENS_FILE,
+  allowUnauthenticated: env.HAPCTL_ALLOW_UNAUTHENTICATED,
+  headersTimeoutMs: env.HAPCTL_HEADERS_TIMEOUT_MS,
+  requestTimeoutMs: env.HAPCTL_REQUEST_TIMEOUT_MS,
+  keepAliveTimeoutMs: env.HAPCTL_KEEPALIVE_TIMEOUT_MS,
+  lockTimeoutMs: env.HAPCTL_LOCK_TIMEOUT_MS,
+  shutdownGraceMs: env.HAPCTL_SHUTDOWN_GRACE_MS,
+  audit: { retentionDays: env.HAPCTL_AUDIT_RETENTION_DAYS, maxEntries: env.HAPCTL_AUDIT_MAX_ENTRIES }
 }))
 
 export type Config = Readonly<z.output<typeof ConfigSchema>>

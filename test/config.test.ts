@@ -28,7 +28,15 @@ describe('loadConfig', () => {
       store: { kind: 'sqlite', path: 'data/hapctl.db', synchronous: 'full' },
       reconcileIntervalMs: 10_000,
       identityPollMs: 500,
-      stateFile: undefined
+      stateFile: undefined,
+      tokensFile: undefined,
+      allowUnauthenticated: false,
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 120_000,
+      keepAliveTimeoutMs: 5000,
+      lockTimeoutMs: 15_000,
+      shutdownGraceMs: 30_000,
+      audit: { retentionDays: 90, maxEntries: 1_000_000 }
     })
   })
 
@@ -45,7 +53,16 @@ describe('loadConfig', () => {
       HAPCTL_STORE_SYNC: 'normal',
       HAPCTL_RECONCILE_INTERVAL_MS: '60000',
       HAPCTL_IDENTITY_POLL_MS: '250',
-      HAPCTL_STATE_FILE: '/app/state/state.json'
+      HAPCTL_STATE_FILE: '/app/state/state.json',
+      HAPCTL_TOKENS_FILE: '/etc/hapctl/tokens.json',
+      HAPCTL_ALLOW_UNAUTHENTICATED: 'false',
+      HAPCTL_HEADERS_TIMEOUT_MS: '5000',
+      HAPCTL_REQUEST_TIMEOUT_MS: '60000',
+      HAPCTL_KEEPALIVE_TIMEOUT_MS: '1000',
+      HAPCTL_LOCK_TIMEOUT_MS: '2000',
+      HAPCTL_SHUTDOWN_GRACE_MS: '20000',
+      HAPCTL_AUDIT_RETENTION_DAYS: '7',
+      HAPCTL_AUDIT_MAX_ENTRIES: '5000'
     })).toEqual({
       runtimeApi: { kind: 'unix', path: '/run/haproxy/admin.sock' },
       host: '0.0.0.0',
@@ -57,8 +74,31 @@ describe('loadConfig', () => {
       store: { kind: 'sqlite', path: '/var/lib/hapctl/state.db', synchronous: 'normal' },
       reconcileIntervalMs: 60_000,
       identityPollMs: 250,
-      stateFile: '/app/state/state.json'
+      stateFile: '/app/state/state.json',
+      tokensFile: '/etc/hapctl/tokens.json',
+      allowUnauthenticated: false,
+      headersTimeoutMs: 5000,
+      requestTimeoutMs: 60_000,
+      keepAliveTimeoutMs: 1000,
+      lockTimeoutMs: 2000,
+      shutdownGraceMs: 20_000,
+      audit: { retentionDays: 7, maxEntries: 5000 }
     })
+  })
+
+  it('refuses a non-loopback address without authentication, unless told to allow it', () => {
+    for (const host of ['0.0.0.0', '::', '10.0.0.5', 'hapctl.example']) {
+      const err = configError({ HOST: host })
+      expect(err.issues).toHaveLength(1)
+      expect(err.issues[0]).toMatch(/^HOST: listening on .* needs authentication: set API_TOKEN or HAPCTL_TOKENS_FILE/)
+      expect(loadConfig({ HOST: host, API_TOKEN: 'x'.repeat(16) }).host).toBe(host)
+      expect(loadConfig({ HOST: host, HAPCTL_TOKENS_FILE: '/etc/hapctl/tokens.json' }).host).toBe(host)
+      expect(loadConfig({ HOST: host, HAPCTL_ALLOW_UNAUTHENTICATED: 'true' }).allowUnauthenticated).toBe(true)
+    }
+    for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', '::1', '[::1]', '::ffff:127.0.0.1']) {
+      expect(loadConfig({ HOST: host }).host).toBe(host)
+    }
+    expect(configError({ HAPCTL_ALLOW_UNAUTHENTICATED: 'maybe' }).issues[0]).toMatch(/^HAPCTL_ALLOW_UNAUTHENTICATED: /)
   })
 
   it('selects the in-memory store with HAPCTL_STORE=memory, and takes relative paths as they are', () => {
