@@ -1,0 +1,102 @@
+/**
+ * hapctl as its own process (`node --import tsx src/server.ts`), for what an in-process app cannot
+ * show: its resident memory under a hostile body, its connections under stalled clients, and what a
+ * signal does to it. The child's stdout/stderr are kept (pino JSON lines) so tests can read the logs.
+ */
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { setTimeout as delay } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import { onTestFinished } from 'vitest'
+import { freePort } from './haproxy.ts'
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+
+export type HapctlProcess = {
+  readonly pid: number
+  readonly port: number
+  /** http://127.0.0.1:<port> */
+  readonly url: string
+  readonly child: ChildProcess
+  /** Everything the process wrote so far (stdout and stderr interleaved). */
+  output: () => string
+  /** Resident memory now and at its peak (VmRSS, VmHWM from /proc/<pid>/status), in bytes. */
+  memory: () => { rss: number, peak: number }
+  /** Resolves with the exit code (or signal) once the process ended. */
+  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+  /** SIGKILL if still running; awaited by onTestFinished too. */
+  kill: () => Promise<void>
+}
+
+export type StartHapctlOptions = {
+  /** Environment on top of a minimal one (PATH, HOME); PORT and HOST are filled in unless given. */
+  env?: Record<string, string>
+  /** Node options such as ['--max-old-space-size=256']. */
+  nodeArgs?: string[]
+  /** How long to wait for GET /health to answer (default 20 s). */
+  readyTimeoutMs?: number
+  /** Wait for /health (default true); false returns as soon as the process is spawned. */
+  waitReady?: boolean
+}
+
+function kib (status: string, field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)
+  return m === null ? 0 : Number(m[1]) * 1024
+}
+
+export async function startHapctl (opts: StartHapctlOptions = {}): Promise<HapctlProcess> {
+  const port = opts.env?.PORT !== undefined ? Number(opts.env.PORT) : await freePort()
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? '/tmp',
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    HAPCTL_STORE: 'memory',
+    LOG_LEVEL: 'info',
+    ...opts.env
+  }
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', 'src/server.ts'], {
+    cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let out = ''
+  child.stdout?.on('data', (b: Buffer) => { out += b.toString('utf8') })
+  child.stderr?.on('data', (b: Buffer) => { out += b.toString('utf8') })
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => {
+    child.once('exit', (code, signal) => resolve({ code, signal }))
+  })
+  let done = false
+  void exited.then(() => { done = true })
+  const kill = async (): Promise<void> => {
+    if (!done) child.kill('SIGKILL')
+    await exited
+  }
+  onTestFinished(kill)
+  const proc: HapctlProcess = {
+    pid: child.pid as number,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    child,
+    output: () => out,
+    memory: () => {
+      const status = readFileSync(`/proc/${child.pid as number}/status`, 'utf8')
+      return { rss: kib(status, 'VmRSS'), peak: kib(status, 'VmHWM') }
+    },
+    exited,
+    kill
+  }
+  if (opts.waitReady === false) return proc
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000)
+  for (;;) {
+    if (done) throw new Error(`hapctl exited before it was ready:\n${out}`)
+    try {
+      const res = await fetch(`${proc.url}/health`, { signal: AbortSignal.timeout(1000) })
+      if (res.status === 200) return proc
+    } catch {}
+    if (Date.now() > deadline) {
+      await kill()
+      throw new Error(`hapctl did not answer /health within ${opts.readyTimeoutMs ?? 20_000} ms:\n${out}`)
+    }
+    await delay(100)
+  }
+}
