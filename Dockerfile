@@ -25,6 +25,9 @@ FROM node:24-bookworm-slim
 # the container, and hapctl no longer restores into HAProxy what it was asked to keep.
 # HAPCTL_STATE_FILE: the state file of earlier hapctl versions; mount their /app/state volume to have
 # the backends it lists imported once.
+# HOST=0.0.0.0 makes the API reachable from outside the container, so hapctl refuses to start without
+# authentication: pass API_TOKEN (one admin token) or mount a tokens file and set HAPCTL_TOKENS_FILE
+# (scoped tokens). HAPCTL_ALLOW_UNAUTHENTICATED=true opts out, with a warning at start.
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=5555 HAPCTL_STORE=/app/data/hapctl.db HAPCTL_STATE_FILE=/app/state/state.json
 WORKDIR /app
 # The group that owns HAProxy's admin socket must include this user when the socket is mounted.
