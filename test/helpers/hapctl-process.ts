@@ -25,7 +25,7 @@ export type HapctlProcess = {
   memory: () => { rss: number, peak: number }
   /** Resolves with the exit code (or signal) once the process ended. */
   exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
-  /** SIGKILL if still running; awaited by onTestFinished too. */
+  /** SIGKILL if still running; done by onTestFinished when started inside a test. */
   kill: () => Promise<void>
 }
 
@@ -39,6 +39,9 @@ export type StartHapctlOptions = {
   /** Wait for /health (default true); false returns as soon as the process is spawned. */
   waitReady?: boolean
 }
+
+const running = new Set<ChildProcess>()
+process.once('exit', () => { for (const child of running) child.kill('SIGKILL') })
 
 function kib (status: string, field: string): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)
@@ -66,12 +69,16 @@ export async function startHapctl (opts: StartHapctlOptions = {}): Promise<Hapct
     child.once('exit', (code, signal) => resolve({ code, signal }))
   })
   let done = false
-  void exited.then(() => { done = true })
+  exited.then(() => { done = true }, () => {})
   const kill = async (): Promise<void> => {
     if (!done) child.kill('SIGKILL')
     await exited
   }
-  onTestFinished(kill)
+  // Inside a test, killed when it ends; from beforeAll the caller kills it (afterAll), and a process
+  // left anyway dies with the test worker.
+  try { onTestFinished(kill) } catch {}
+  running.add(child)
+  exited.then(() => running.delete(child), () => {})
   const proc: HapctlProcess = {
     pid: child.pid as number,
     port,
