@@ -99,6 +99,14 @@ export const ConfigSchema = z.object({
         'or HAPCTL_ALLOW_UNAUTHENTICATED=true to accept that anyone who reaches the port can change HAProxy'
     })
   }
+  // Node refuses a headers timeout longer than the whole-request timeout (it could never fire).
+  if (env.HAPCTL_HEADERS_TIMEOUT_MS > env.HAPCTL_REQUEST_TIMEOUT_MS) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['HAPCTL_HEADERS_TIMEOUT_MS'],
+      message: `${env.HAPCTL_HEADERS_TIMEOUT_MS} ms is longer than HAPCTL_REQUEST_TIMEOUT_MS (${env.HAPCTL_REQUEST_TIMEOUT_MS} ms), which includes the headers`
+    })
+  }
 }).transform(env => ({
   runtimeApi: env.HAPROXY_RUNTIME_API,
   host: env.HOST,

@@ -86,6 +86,12 @@ describe('loadConfig', () => {
     })
   })
 
+  it('refuses a headers timeout longer than the request timeout', () => {
+    expect(configError({ HAPCTL_HEADERS_TIMEOUT_MS: '20000', HAPCTL_REQUEST_TIMEOUT_MS: '10000' }).issues)
+      .toEqual(['HAPCTL_HEADERS_TIMEOUT_MS: 20000 ms is longer than HAPCTL_REQUEST_TIMEOUT_MS (10000 ms), which includes the headers'])
+    expect(loadConfig({ HAPCTL_HEADERS_TIMEOUT_MS: '10000', HAPCTL_REQUEST_TIMEOUT_MS: '10000' }).requestTimeoutMs).toBe(10_000)
+  })
+
   it('refuses a non-loopback address without authentication, unless told to allow it', () => {
     for (const host of ['0.0.0.0', '::', '10.0.0.5', 'hapctl.example']) {
       const err = configError({ HOST: host })
