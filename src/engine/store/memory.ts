@@ -7,9 +7,10 @@
  * an existing key keeps its place, a new key goes last, exactly the store's ordering rule.
  */
 import type {
-  CommitMeta, DesiredBackend, DesiredChange, DesiredMap, DesiredServer, DesiredState, DesiredStateStore,
+  AuditEntry, AuditPage, AuditQuery, AuditRecord, CommitMeta, DesiredBackend, DesiredChange, DesiredMap, DesiredServer, DesiredState, DesiredStateStore,
   RevisionRecord, StaticServerSettings
 } from './types.ts'
+import { checkAuditQuery, checkAuditRecords, checkPruneLimits, newestFirst, pageOf } from './audit.ts'
 import { checkChangesSince, checkMeta, duplicateKey, normalizeSpec, recordChange, unknownChange, unmanagedMap } from './changes.ts'
 
 const key = (backend: string, name: string): string => JSON.stringify([backend, name])
@@ -26,6 +27,9 @@ export class MemoryStore implements DesiredStateStore {
   #tables: Tables = { backends: new Map(), servers: new Map(), staticServers: new Map(), maps: new Map() }
   readonly #revisions: RevisionRecord[] = []
   readonly #createdIn = new Map<string, string>()
+  /** Oldest first, in append order. */
+  #audit: AuditEntry[] = []
+  #auditId = 0
   #closed = false
 
   async revision (): Promise<number> {
@@ -186,6 +190,36 @@ export class MemoryStore implements DesiredStateStore {
   async createdIn (): Promise<Map<string, string>> {
     this.#open()
     return new Map(this.#createdIn)
+  }
+
+  async appendAudit (entries: readonly AuditRecord[]): Promise<void> {
+    this.#open()
+    checkAuditRecords(entries)
+    // Through JSON, as the SQLite store keeps them, so that both give back the same entries.
+    const copies = entries.map(e => Object.freeze({ ...JSON.parse(JSON.stringify(e)) as AuditRecord, id: ++this.#auditId }))
+    this.#audit.push(...copies)
+  }
+
+  async listAudit (query: AuditQuery): Promise<AuditPage> {
+    this.#open()
+    const q = checkAuditQuery(query)
+    const matching = this.#audit.filter(e =>
+      (q.target === undefined || (e.target?.kind === q.target.kind && e.target.id === q.target.id)) &&
+      (q.since === undefined || e.at >= q.since) &&
+      (q.until === undefined || e.at < q.until) &&
+      (q.after === undefined || newestFirst(q.after, e) < 0)
+    ).sort(newestFirst)
+    return pageOf(matching.slice(0, q.limit + 1), q.limit)
+  }
+
+  async pruneAudit (limits: { olderThan: Date, maxEntries: number }): Promise<number> {
+    this.#open()
+    checkPruneLimits(limits)
+    const before = this.#audit.length
+    const olderThan = limits.olderThan.toISOString()
+    const kept = this.#audit.filter(e => e.at >= olderThan)
+    this.#audit = kept.slice(Math.max(0, kept.length - limits.maxEntries))
+    return before - this.#audit.length
   }
 
   async close (): Promise<void> {

@@ -23,11 +23,12 @@ import type { StoreSync } from './types.ts'
 import { dirname, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import type {
-  CommitMeta, DesiredBackend, DesiredChange, DesiredMap, DesiredMapEntry, DesiredServer, DesiredState,
+  AuditEntry, AuditPage, AuditQuery, AuditRecord, CommitMeta, DesiredBackend, DesiredChange, DesiredMap, DesiredMapEntry, DesiredServer, DesiredState,
   DesiredStateStore, RevisionRecord, ServerSpec, StaticServerSettings
 } from './types.ts'
 import type { ServerAdminState } from '../../runtime/commands/index.ts'
 import type { ProxyMode } from '../../runtime/validation.ts'
+import { checkAuditQuery, checkAuditRecords, checkPruneLimits, pageOf } from './audit.ts'
 import { checkChangesSince, checkMeta, duplicateKey, normalizeSpec, recordChange, unknownChange, unmanagedMap } from './changes.ts'
 
 /** `PRAGMA application_id`: 'hapc'. Tells a hapctl store from some other application's SQLite file. */
@@ -107,6 +108,32 @@ const MIGRATIONS: readonly string[] = [
     backend TEXT PRIMARY KEY,
     process_id TEXT NOT NULL
   ) STRICT, WITHOUT ROWID;
+  `,
+  // 2: the audit trail (#10): one row per write, accepted or refused. Not desired state.
+  `
+  CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused after a prune: cursors stay unambiguous
+    at TEXT NOT NULL, -- ISO 8601 UTC, millisecond precision: sorts as text
+    actor TEXT,
+    client TEXT,
+    request_id TEXT,
+    method TEXT,
+    route TEXT,
+    path TEXT,
+    target_kind TEXT,
+    target_id TEXT,
+    commands TEXT NOT NULL, -- JSON AuditCommand[]
+    commands_omitted INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    status INTEGER,
+    code TEXT,
+    revision INTEGER,
+    duration_ms INTEGER
+  ) STRICT;
+  -- Pages are newest first by (at, id); each index ends with the rowid, so both orders come from the
+  -- index without a sort, with or without a target.
+  CREATE INDEX audit_at ON audit (at);
+  CREATE INDEX audit_target ON audit (target_kind, target_id, at);
   `
 ]
 
@@ -137,6 +164,25 @@ type ServerRow = {
   agent_checks: number | null
 }
 type StaticServerRow = { backend: string, name: string, admin_state: string | null, weight: number | null }
+type AuditRow = {
+  id: number,
+  at: string,
+  actor: string | null,
+  client: string | null,
+  request_id: string | null,
+  method: string | null,
+  route: string | null,
+  path: string | null,
+  target_kind: string | null,
+  target_id: string | null,
+  commands: string,
+  commands_omitted: number,
+  outcome: string,
+  status: number | null,
+  code: string | null,
+  revision: number | null,
+  duration_ms: number | null
+}
 type RevisionRow = {
   revision: number,
   at: string,
@@ -156,6 +202,10 @@ export class SqliteStore implements DesiredStateStore {
   readonly #commit: Database.Transaction<(changes: readonly DesiredChange[], meta: CommitMeta) => number>
   readonly #load: Database.Transaction<() => DesiredState>
   readonly #getMap: Database.Transaction<(name: string) => DesiredMap | undefined>
+  readonly #appendAudit: Database.Transaction<(entries: readonly AuditRecord[]) => void>
+  readonly #pruneAudit: Database.Transaction<(olderThan: string, maxEntries: number) => number>
+  /** One prepared statement per combination of filters (at most 8). */
+  readonly #auditQueries = new Map<string, Database.Statement>()
 
   private constructor (db: Sql, file: string, synchronous: StoreSync) {
     this.#db = db
@@ -175,6 +225,14 @@ export class SqliteStore implements DesiredStateStore {
       const entries = (this.#s.mapEntries.raw().all(name) as Array<[string, string]>).map(([key, value]) => ({ key, value }))
       return { name, entries }
     })
+    this.#appendAudit = db.transaction((entries: readonly AuditRecord[]) => {
+      for (const e of entries) {
+        this.#s.auditInsert.run(e.at, e.actor, e.client, e.requestId, e.method, e.route, e.path, e.target?.kind ?? null, e.target?.id ?? null,
+          JSON.stringify(e.commands), e.commandsOmitted, e.outcome, e.status, e.code, e.revision, e.durationMs)
+      }
+    })
+    this.#pruneAudit = db.transaction((olderThan: string, maxEntries: number) =>
+      this.#s.auditPruneAge.run(olderThan).changes + this.#s.auditPruneCount.run(maxEntries).changes)
   }
 
   /**
@@ -295,6 +353,38 @@ export class SqliteStore implements DesiredStateStore {
 
   async createdIn (): Promise<Map<string, string>> {
     return new Map(this.#s.createdIn.raw().all() as Array<[string, string]>)
+  }
+
+  async appendAudit (entries: readonly AuditRecord[]): Promise<void> {
+    checkAuditRecords(entries)
+    if (entries.length > 0) this.#appendAudit.immediate(entries)
+  }
+
+  async listAudit (query: AuditQuery): Promise<AuditPage> {
+    const q = checkAuditQuery(query)
+    const shape = `${q.target !== undefined ? 't' : ''}${q.since !== undefined ? 's' : ''}${q.until !== undefined ? 'u' : ''}${q.after !== undefined ? 'a' : ''}`
+    let statement = this.#auditQueries.get(shape)
+    if (statement === undefined) {
+      const where = [
+        q.target !== undefined ? 'target_kind = @kind AND target_id = @id' : undefined,
+        q.since !== undefined ? 'at >= @since' : undefined,
+        q.until !== undefined ? 'at < @until' : undefined,
+        q.after !== undefined ? '(at, id) < (@afterAt, @afterId)' : undefined
+      ].filter(w => w !== undefined)
+      statement = this.#db.prepare(`SELECT * FROM audit ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY at DESC, id DESC LIMIT @limit`)
+      this.#auditQueries.set(shape, statement)
+    }
+    const params: Record<string, string | number> = { limit: q.limit + 1 }
+    if (q.target !== undefined) { params.kind = q.target.kind; params.id = q.target.id }
+    if (q.since !== undefined) params.since = q.since
+    if (q.until !== undefined) params.until = q.until
+    if (q.after !== undefined) { params.afterAt = q.after.at; params.afterId = q.after.id }
+    return pageOf((statement.all(params) as AuditRow[]).map(auditEntryOf), q.limit)
+  }
+
+  async pruneAudit (limits: { olderThan: Date, maxEntries: number }): Promise<number> {
+    checkPruneLimits(limits)
+    return this.#pruneAudit.immediate(limits.olderThan.toISOString(), limits.maxEntries)
   }
 
   async close (): Promise<void> {
@@ -450,7 +540,13 @@ function prepare (db: Sql) {
     createdIn: q('SELECT backend, process_id FROM created_in ORDER BY backend'),
     createdInPut: q(`INSERT INTO created_in (backend, process_id) VALUES (?, ?)
       ON CONFLICT (backend) DO UPDATE SET process_id = excluded.process_id`),
-    createdInDelete: q('DELETE FROM created_in WHERE backend = ?')
+    createdInDelete: q('DELETE FROM created_in WHERE backend = ?'),
+
+    auditInsert: q(`INSERT INTO audit (at, actor, client, request_id, method, route, path, target_kind, target_id, commands,
+      commands_omitted, outcome, status, code, revision, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    auditPruneAge: q('DELETE FROM audit WHERE at < ?'),
+    // The oldest beyond the newest N, by id (append order); OFFSET N finds the newest one to delete.
+    auditPruneCount: q('DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?)')
   }
 }
 
@@ -553,4 +649,25 @@ function serverOf (row: ServerRow): DesiredServer {
 
 function staticServerOf (row: StaticServerRow): StaticServerSettings {
   return { backend: row.backend, name: row.name, adminState: row.admin_state as ServerAdminState | null, weight: row.weight }
+}
+
+function auditEntryOf (row: AuditRow): AuditEntry {
+  return {
+    id: row.id,
+    at: row.at,
+    actor: row.actor,
+    client: row.client,
+    requestId: row.request_id,
+    method: row.method,
+    route: row.route,
+    path: row.path,
+    target: row.target_kind === null || row.target_id === null ? null : { kind: row.target_kind, id: row.target_id },
+    commands: JSON.parse(row.commands) as AuditEntry['commands'],
+    commandsOmitted: row.commands_omitted,
+    outcome: row.outcome as AuditEntry['outcome'],
+    status: row.status,
+    code: row.code,
+    revision: row.revision,
+    durationMs: row.duration_ms
+  }
 }

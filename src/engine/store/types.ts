@@ -116,6 +116,78 @@ export type RevisionRecord = CommitMeta & {
   readonly changes: readonly unknown[]
 }
 
+/**
+ * How one Runtime API command of an audited write went: `ok` (HAProxy accepted it), `refused`
+ * (HAProxy answered with a refusal; the commands after it were not sent), `unknown` (it went out, or
+ * may have, and no verdict came: a timeout or a cut connection).
+ */
+export type AuditCommandResult = 'ok' | 'refused' | 'unknown'
+
+/** One command as the audit trail keeps it: its text exactly as sent, a payload summarised. */
+export type AuditCommand = {
+  readonly text: string
+  readonly result: AuditCommandResult
+  /** For `… <<` commands: the payload's size and its first line, not the payload (a map file is MBs). */
+  readonly payload?: { readonly lines: number, readonly bytes: number, readonly firstLine: string } | undefined
+}
+
+/**
+ * What a write ended as: `applied` (2xx), the problem body's `outcome` for a failure that reached
+ * HAProxy (refused, undone, left, unknown, or applied when only the read-back failed), `rejected`
+ * for a request refused before anything was sent to HAProxy (authentication, validation, 404, 405…).
+ */
+export type AuditOutcome = 'applied' | 'refused' | 'undone' | 'left' | 'unknown' | 'rejected'
+
+/**
+ * One audited write, as appended. Requests carry method, path, route, client, requestId and status;
+ * entries of the reconciler (actor `reconciler`) and of hapctl itself (commands sent outside any
+ * request) have them null.
+ */
+export type AuditRecord = {
+  /** When the outcome was known (ISO 8601, UTC, as Date.toISOString writes it). */
+  readonly at: string
+  /** The token's name; null when no token was presented or authentication is off. Never a secret. */
+  readonly actor: string | null
+  readonly client: string | null
+  readonly requestId: string | null
+  readonly method: string | null
+  /** The route's pattern (`/backends/:name`); null when no route matched. */
+  readonly route: string | null
+  /** The URL path, without the query string. */
+  readonly path: string | null
+  readonly target: { readonly kind: string, readonly id: string } | null
+  /** The commands that can change HAProxy, in the order sent (reads are not kept). */
+  readonly commands: readonly AuditCommand[]
+  /** Commands sent beyond the ones kept (an entry keeps at most a few hundred). */
+  readonly commandsOmitted: number
+  readonly outcome: AuditOutcome
+  readonly status: number | null
+  /** The problem's `code` (HAPX_…) for a failure. */
+  readonly code: string | null
+  /** The desired-state revision the write committed, if any. */
+  readonly revision: number | null
+  readonly durationMs: number | null
+}
+
+/** An audit entry as listed: the record and its id (strictly increasing in append order). */
+export type AuditEntry = AuditRecord & { readonly id: number }
+
+export type AuditQuery = {
+  /** Only entries about this target (exact kind and id). */
+  readonly target?: { readonly kind: string, readonly id: string } | undefined
+  /** Only entries at or after this time. */
+  readonly since?: Date | undefined
+  /** Only entries before this time. */
+  readonly until?: Date | undefined
+  /** Page size, 1 to 1000. */
+  readonly limit: number
+  /** `next` of the previous page. */
+  readonly cursor?: string | undefined
+}
+
+/** A page of entries, newest first; `next` is set when there may be more. */
+export type AuditPage = { readonly items: AuditEntry[], readonly next?: string | undefined }
+
 export interface DesiredStateStore {
   /** What the store is (`sqlite:/path/to/hapctl.db`, `memory`), for logs and /status. */
   readonly description: string
@@ -150,5 +222,14 @@ export interface DesiredStateStore {
    */
   setCreatedIn (backend: string, processId: string | undefined): Promise<void>
   createdIn (): Promise<Map<string, string>>
+  /**
+   * The audit trail: appends the entries in one transaction (durable as a commit is: fsynced with
+   * HAPCTL_STORE_SYNC=full), in the order given. Not desired state: no revision.
+   */
+  appendAudit (entries: readonly AuditRecord[]): Promise<void>
+  /** Entries newest first (by time, then id), filtered, one page at a time. */
+  listAudit (query: AuditQuery): Promise<AuditPage>
+  /** Deletes entries before `olderThan`, then the oldest beyond `maxEntries`; how many were deleted. */
+  pruneAudit (limits: { readonly olderThan: Date, readonly maxEntries: number }): Promise<number>
   close (): Promise<void>
 }

@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import { StoreChangeError } from '../../../src/engine/store/changes.ts'
-import type { CommitMeta, DesiredBackend, DesiredChange, DesiredServer, DesiredStateStore } from '../../../src/engine/store/types.ts'
+import type { AuditRecord, CommitMeta, DesiredBackend, DesiredChange, DesiredServer, DesiredStateStore } from '../../../src/engine/store/types.ts'
 
 export const meta: CommitMeta = { actor: 'api', action: 'create', target: { kind: 'backend', id: 'b1' }, requestId: 'req-1' }
 
@@ -19,6 +19,29 @@ export const server = (backendName: string, name: string, over: Partial<DesiredS
   weight: null,
   healthChecks: null,
   agentChecks: null,
+  ...over
+})
+
+/** A time `n` seconds into a fixed day, as the stores keep times. */
+export const at = (n: number): string => new Date(Date.UTC(2026, 0, 1, 12, 0, n)).toISOString()
+
+/** An audit entry of a request; `requestId` names it in the tests. */
+export const audit = (requestId: string, over: Partial<AuditRecord> = {}): AuditRecord => ({
+  at: at(0),
+  actor: null,
+  client: '127.0.0.1',
+  requestId,
+  method: 'PUT',
+  route: '/backends/:name',
+  path: '/backends/web',
+  target: { kind: 'backend', id: 'web' },
+  commands: [{ text: 'publish backend web', result: 'ok' }],
+  commandsOmitted: 0,
+  outcome: 'applied',
+  status: 200,
+  code: null,
+  revision: 3,
+  durationMs: 4,
   ...over
 })
 
@@ -491,12 +514,127 @@ export function storeContract (open: () => Promise<DesiredStateStore>): void {
     })
   })
 
+  describe('audit trail', () => {
+    /** Every id of every page, following `next` until there is none. */
+    const allPages = async (store: DesiredStateStore, query: Omit<Parameters<DesiredStateStore['listAudit']>[0], 'cursor'>): Promise<string[]> => {
+      const seen: string[] = []
+      let cursor: string | undefined
+      for (let i = 0; i < 100; i++) {
+        const page = await store.listAudit({ ...query, cursor })
+        expect(page.items.length).toBeLessThanOrEqual(query.limit)
+        seen.push(...page.items.map(e => e.requestId as string))
+        if (page.next === undefined) return seen
+        cursor = page.next
+      }
+      throw new Error('no end to the pages')
+    }
+
+    it('starts empty, keeps every field of an entry, and hands out ids in append order', async () => {
+      const store = await fresh()
+      expect(await store.listAudit({ limit: 10 })).toEqual({ items: [] })
+      const full = audit('r1', {
+        actor: 'deployer',
+        target: { kind: 'map', id: 'virt@paths.map' },
+        commands: [
+          { text: 'prepare map virt@paths.map', result: 'ok' },
+          { text: 'add map @3 virt@paths.map <<', result: 'ok', payload: { lines: 100000, bytes: 2400000, firstLine: '/a b' } },
+          { text: 'commit map @3 virt@paths.map', result: 'refused' }
+        ],
+        commandsOmitted: 12,
+        outcome: 'undone',
+        status: 409,
+        code: 'HAPX_REFUSED',
+        revision: null
+      })
+      const reconciler = audit('r2', { actor: 'reconciler', client: null, requestId: null, method: null, route: null, path: null, status: null, durationMs: null, revision: 7 })
+      await store.appendAudit([full, reconciler])
+      const { items } = await store.listAudit({ limit: 10 })
+      expect(items).toEqual([{ ...reconciler, id: expect.any(Number) }, { ...full, id: expect.any(Number) }])
+      expect((items[0]?.id as number)).toBeGreaterThan(items[1]?.id as number)
+      await store.appendAudit([])
+      expect((await store.listAudit({ limit: 10 })).items).toHaveLength(2)
+    })
+
+    it('lists newest first (by time, then id), one page at a time, every entry once', async () => {
+      const store = await fresh()
+      // Appended out of time order (a batch of slow and fast requests), and several in one millisecond.
+      await store.appendAudit([audit('c', { at: at(3) }), audit('a', { at: at(1) }), audit('b1', { at: at(2) }), audit('b2', { at: at(2) })])
+      await store.appendAudit([audit('d', { at: at(4) }), audit('b3', { at: at(2) })])
+      const order = ['d', 'c', 'b3', 'b2', 'b1', 'a']
+      expect((await store.listAudit({ limit: 1000 })).items.map(e => e.requestId)).toEqual(order)
+      for (const limit of [1, 2, 4, 6]) expect(await allPages(store, { limit })).toEqual(order)
+      const first = await store.listAudit({ limit: 6 })
+      expect(first.next).toBeUndefined()
+    })
+
+    it('filters by target (exact kind and id) and by time (since inclusive, until exclusive), across pages', async () => {
+      const store = await fresh()
+      const web = { kind: 'backend', id: 'web' }
+      await store.appendAudit([
+        audit('w1', { at: at(1), target: web }),
+        audit('s1', { at: at(2), target: { kind: 'server', id: 'web/s1' } }),
+        audit('w2', { at: at(3), target: web }),
+        audit('x', { at: at(4), target: { kind: 'backend', id: 'web2' } }),
+        audit('n', { at: at(5), target: null }),
+        audit('w3', { at: at(6), target: web })
+      ])
+      expect(await allPages(store, { limit: 1, target: web })).toEqual(['w3', 'w2', 'w1'])
+      expect(await allPages(store, { limit: 2, since: new Date(at(2)), until: new Date(at(5)) })).toEqual(['x', 'w2', 's1'])
+      expect(await allPages(store, { limit: 1, target: web, since: new Date(at(2)) })).toEqual(['w3', 'w2'])
+      expect(await allPages(store, { limit: 5, target: { kind: 'server', id: 'web/s1' }, until: new Date(at(2)) })).toEqual([])
+    })
+
+    it('a page resumes where the previous one ended, even after newer entries were appended', async () => {
+      const store = await fresh()
+      await store.appendAudit([audit('a', { at: at(1) }), audit('b', { at: at(2) }), audit('c', { at: at(3) })])
+      const first = await store.listAudit({ limit: 2 })
+      expect(first.items.map(e => e.requestId)).toEqual(['c', 'b'])
+      await store.appendAudit([audit('d', { at: at(4) })])
+      expect((await store.listAudit({ limit: 2, cursor: first.next })).items.map(e => e.requestId)).toEqual(['a'])
+    })
+
+    it('refuses a cursor it did not hand out, a limit outside 1-1000 and a time that is not one', async () => {
+      const store = await fresh()
+      for (const cursor of ['', 'nope', Buffer.from('[1,2]').toString('base64url'), Buffer.from('["2026-01-01T00:00:00.000Z",0]').toString('base64url')]) {
+        await expect(store.listAudit({ limit: 1, cursor })).rejects.toThrow(RangeError)
+      }
+      for (const limit of [0, 1001, 1.5]) await expect(store.listAudit({ limit })).rejects.toThrow(RangeError)
+      await expect(store.listAudit({ limit: 1, since: new Date('nope') })).rejects.toThrow(RangeError)
+      await expect(store.appendAudit([audit('a', { at: 'yesterday' })])).rejects.toThrow(RangeError)
+      expect((await store.listAudit({ limit: 10 })).items).toEqual([])
+    })
+
+    it('prunes by age, then the oldest beyond maxEntries, and ids are never given again', async () => {
+      const store = await fresh()
+      await store.appendAudit(['a', 'b', 'c', 'd', 'e', 'f'].map((id, i) => audit(id, { at: at(i + 1) })))
+      expect(await store.pruneAudit({ olderThan: new Date(at(3)), maxEntries: 1000 })).toBe(2)
+      expect(await allPages(store, { limit: 10 })).toEqual(['f', 'e', 'd', 'c'])
+      expect(await store.pruneAudit({ olderThan: new Date(at(0)), maxEntries: 3 })).toBe(1)
+      expect(await allPages(store, { limit: 10 })).toEqual(['f', 'e', 'd'])
+      expect(await store.pruneAudit({ olderThan: new Date(at(0)), maxEntries: 3 })).toBe(0)
+      const before = Math.max(...(await store.listAudit({ limit: 10 })).items.map(e => e.id))
+      expect(await store.pruneAudit({ olderThan: new Date(at(0)), maxEntries: 0 })).toBe(3)
+      await store.appendAudit([audit('g', { at: at(9) })])
+      const { items } = await store.listAudit({ limit: 10 })
+      expect(items.map(e => e.requestId)).toEqual(['g'])
+      expect(items[0]?.id).toBeGreaterThan(before)
+    })
+
+    it('is not desired state: no revision', async () => {
+      const store = await fresh()
+      await store.appendAudit([audit('a')])
+      expect(await store.revision()).toBe(0)
+      expect(await store.changesSince(0, 10)).toEqual([])
+    })
+  })
+
   describe('close', () => {
     it('refuses work once closed', async () => {
       const store = await open()
       await store.close()
       await expect(store.load()).rejects.toThrow()
       await expect(store.commit([], meta)).rejects.toThrow()
+      await expect(store.appendAudit([audit('a')])).rejects.toThrow()
       await store.close() // twice is fine
     })
   })

@@ -10,7 +10,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { openStore } from '../../../src/engine/store/index.ts'
 import { SCHEMA_VERSION, SqliteStore } from '../../../src/engine/store/sqlite.ts'
 import type { DesiredMapEntry } from '../../../src/engine/store/types.ts'
-import { backend, meta, server, storeContract } from './contract.ts'
+import { audit, at, backend, meta, server, storeContract } from './contract.ts'
 
 const root = mkdtempSync(join(tmpdir(), 'hapctl-sqlite-'))
 afterAll(() => rmSync(root, { recursive: true, force: true }))
@@ -106,6 +106,48 @@ describe('SqliteStore', () => {
     expect(await second.changesSince(0, 10)).toEqual(history)
     expect(await second.createdIn()).toEqual(new Map([['b1', '77@1700000000']]))
     expect(await second.commit([{ op: 'backend.delete', name: 'b1' }], meta)).toBeGreaterThan(last)
+  })
+
+  it('upgrades a store of schema 1 (before the audit trail) in place, keeping its desired state', async () => {
+    const file = await filledFile()
+    // What a schema-1 file is: everything of schema 2 except the audit table.
+    const raw = new Database(file)
+    raw.exec('DROP TABLE audit')
+    raw.pragma('user_version = 1')
+    raw.close()
+    const store = await open(file)
+    expect((await store.load()).backends.map(b => b.name)).toEqual(['b1'])
+    await store.appendAudit([audit('r1')])
+    expect((await store.listAudit({ limit: 5 })).items.map(e => e.requestId)).toEqual(['r1'])
+    await store.close()
+    const check = new Database(file, { readonly: true })
+    try {
+      expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION)
+    } finally {
+      check.close()
+    }
+  })
+
+  it('keeps the audit trail across a reopen, and answers its pages from the indexes, without a sort', async () => {
+    const file = join(folder(), 'hapctl.db')
+    const first = await SqliteStore.open(file)
+    await first.appendAudit([audit('r1', { at: at(1) }), audit('r2', { at: at(2), target: { kind: 'map', id: 'virt@m' } })])
+    const before = await first.listAudit({ limit: 10 })
+    await first.close()
+    const second = await open(file)
+    expect(await second.listAudit({ limit: 10 })).toEqual(before)
+    const raw = new Database(file, { readonly: true })
+    try {
+      const plan = (sql: string): string => (raw.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as Array<{ detail: string }>).map(r => r.detail).join('; ')
+      const byTarget = plan("SELECT * FROM audit WHERE target_kind = 'map' AND target_id = 'x' AND at >= '2026' AND (at, id) < ('2027', 5) ORDER BY at DESC, id DESC LIMIT 11")
+      expect(byTarget).toContain('audit_target')
+      expect(byTarget).not.toContain('TEMP B-TREE')
+      const byTime = plan("SELECT * FROM audit WHERE at >= '2026' AND at < '2027' ORDER BY at DESC, id DESC LIMIT 11")
+      expect(byTime).toContain('audit_at')
+      expect(byTime).not.toContain('TEMP B-TREE')
+    } finally {
+      raw.close()
+    }
   })
 
   it('two stores on one file see each other\'s commits, and revisions still strictly increase', async () => {

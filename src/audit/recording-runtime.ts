@@ -1,0 +1,80 @@
+/**
+ * A Runtime decorator that tells the audit trail which commands went out and how each ended, without
+ * the services, planners or the executor knowing about it: they send through it as through the
+ * client. What was sent is read from how the call ended, as the client reports it:
+ * - success: every command, `ok`;
+ * - a refusal (RuntimeCommandError, with the index of the refused command): those before it `ok`, it
+ *   `refused`; the client sent nothing after it;
+ * - no verdict after a command went out (a timeout or a cut connection naming a verb): those before
+ *   the first command with that verb `ok`, the commands from it up to the last one with that verb
+ *   `unknown` (the one in flight is among them), none after it (the client sends one at a time);
+ * - failures before any command went out (unreachable, a timeout waiting for a connection, an
+ *   argument refused by a builder): nothing.
+ * Reads are dropped (see ./commands.ts).
+ */
+import type { Runtime, ExecuteOptions, PayloadCommand } from '../runtime/client.ts'
+import type { Command } from '../runtime/commands/index.ts'
+import { RuntimeCommandError, RuntimeProtocolError, RuntimeTimeoutError } from '../runtime/errors.ts'
+import type { AuditCommand } from '../engine/store/types.ts'
+import { auditCommand, isRead } from './commands.ts'
+
+/**
+ * Called when a call starts, in the caller's async context; the function it returns gets the
+ * commands sent once the call has ended. Both run synchronously and must not throw.
+ */
+export type CommandSink = () => (commands: AuditCommand[]) => void
+
+type Sent = { command: Command<unknown>, result: AuditCommand['result'] }
+
+/** Which commands of a call went out, and how each ended (see the header). */
+export function sentCommands (commands: readonly Command<unknown>[], err?: unknown): Sent[] {
+  if (err === undefined) return commands.map(command => ({ command, result: 'ok' }))
+  if (err instanceof RuntimeCommandError) {
+    const index = err.index ?? 0
+    return commands.slice(0, index + 1).map((command, i) => ({ command, result: i < index ? 'ok' : 'refused' }))
+  }
+  if ((err instanceof RuntimeTimeoutError || err instanceof RuntimeProtocolError) && err.verb !== undefined) {
+    const first = commands.findIndex(c => c.verb === err.verb)
+    if (first === -1) return []
+    const last = commands.findLastIndex(c => c.verb === err.verb)
+    return commands.slice(0, last + 1).map((command, i) => ({ command, result: i < first ? 'ok' : 'unknown' }))
+  }
+  return []
+}
+
+export function recordingRuntime (inner: Runtime, sink: CommandSink): Runtime {
+  const report = (done: (commands: AuditCommand[]) => void, sent: Sent[]): void => {
+    const kept = sent.filter(s => !isRead(s.command.verb))
+    if (kept.length === 0) return
+    done(kept.map(s => auditCommand(s.command.text, s.result, (s.command as Partial<PayloadCommand<unknown>>).payload)))
+  }
+  const runtime: Runtime = {
+    execute: async (commands, options?: ExecuteOptions) => {
+      const done = sink()
+      try {
+        const results = await inner.execute(commands, options)
+        report(done, sentCommands(commands))
+        return results
+      } catch (err) {
+        report(done, sentCommands(commands, err))
+        throw err
+      }
+    },
+    close: async () => { await inner.close() }
+  }
+  const executePayload = inner.executePayload?.bind(inner)
+  if (executePayload !== undefined) {
+    runtime.executePayload = async <T>(command: PayloadCommand<T>, options?: ExecuteOptions): Promise<T> => {
+      const done = sink()
+      try {
+        const result = await executePayload(command, options)
+        report(done, sentCommands([command]))
+        return result
+      } catch (err) {
+        report(done, sentCommands([command], err))
+        throw err
+      }
+    }
+  }
+  return runtime
+}
