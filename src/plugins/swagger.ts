@@ -8,6 +8,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { jsonSchemaTransform, jsonSchemaTransformObject } from '@fastify/type-provider-zod'
 import { problemCatalogMarkdown, titleFor } from '../errors.ts'
+import { requirementOf } from '../auth/scopes.ts'
 
 export const API_VERSION = '0.1.0'
 
@@ -16,11 +17,20 @@ type Json = Record<string, any>
 /**
  * Finishing touches the generator cannot express: error responses are `application/problem+json`
  * (RFC 9457), response descriptions say what the status means instead of "Default Response", and
- * component schemas nothing refers to (the provider emits an input variant of every schema) are dropped.
+ * component schemas nothing refers to (the provider emits an input variant of every schema) are dropped,
+ * and each operation says which scope it needs (`x-hapctl-scope`, from the one table in src/auth/scopes.ts).
  */
 export function polishDocument (doc: Json): Json {
-  for (const item of Object.values<Json>(doc.paths ?? {})) {
+  for (const [path, item] of Object.entries<Json>(doc.paths ?? {})) {
     for (const op of Object.values<Json>(item)) {
+      const scope = requirementOf(path.replace(/\{([^}]+)\}/g, ':$1'), op.operationId)
+      if (scope !== 'open') {
+        op['x-hapctl-scope'] = scope
+        const needs = scope === 'maps:write'
+          ? 'Scope: `maps:write`, or `maps:write:<glob>` matching the map\'s name as given in the path (or `admin`).'
+          : `Scope: \`${scope}\`${scope === 'admin' ? '' : ' (or `admin`)'}.`
+        op.description = op.description === undefined ? needs : `${op.description}\n\n${needs}`
+      }
       if (op.requestBody !== undefined) {
         // Fastify itself answers these for any route with a body (body limit, content-type parsers).
         op.responses['413'] ??= { description: '', content: { 'application/json': { schema: { $ref: '#/components/schemas/Problem' } } } }
@@ -85,7 +95,14 @@ export async function registerSwagger (app: FastifyInstance): Promise<void> {
         { name: 'status', description: 'Desired state, reconciliation and drift' }
       ],
       components: {
-        securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'API_TOKEN, when the service sets one' } }
+        securitySchemes: {
+          bearerAuth: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'API_TOKEN (every scope), or a token of the tokens file (HAPCTL_TOKENS_FILE) with the scopes its entry lists; ' +
+              'each operation names the scope it needs (`x-hapctl-scope`). No token is needed when the service sets neither.'
+          }
+        }
       },
       security: [{ bearerAuth: [] }]
     },

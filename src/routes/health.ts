@@ -42,7 +42,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ runtime: Runtime }> = async f
       summary: 'HAProxy answers on its Runtime API',
       description: 'Sends `show info` to HAProxy. 503 when HAProxy cannot be reached or the process answering is stopping after a reload, 504 when it does not answer in time.',
       operationId: 'getReady',
-      response: { 200: ReadySchema, 401: ProblemSchema, 502: ProblemSchema, 503: ProblemSchema, 504: ProblemSchema }
+      response: { 200: ReadySchema, 401: ProblemSchema, 403: ProblemSchema, 502: ProblemSchema, 503: ProblemSchema, 504: ProblemSchema }
     }
   }, async function () {
     const [info] = await opts.runtime.execute([showInfo()])

@@ -54,7 +54,7 @@ export const statusRoutes: FastifyPluginAsyncZod<{ reconciler: Reconciler, ident
       description: 'The HAProxy process last seen, the store revision, the last reconcile and the drift it left. ' +
         'Answers from memory: it sends nothing to HAProxy.',
       operationId: 'getStatus',
-      response: { 200: StatusSchema, 401: ProblemSchema, 503: ProblemSchema }
+      response: { 200: StatusSchema, 401: ProblemSchema, 403: ProblemSchema, 503: ProblemSchema }
     }
   }, async function () {
     const { identity, reconciler, store } = opts

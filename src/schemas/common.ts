@@ -18,7 +18,8 @@ export const ProblemSchema = z.object({
   outcome: z.enum(['refused', 'undone', 'left', 'unknown', 'applied']).optional()
     .describe('What HAProxy was left like: refused (nothing changed), undone (changes put back), left (some could not be put back: `state.left`; hapctl brings what it keeps back to the desired state), unknown (no answer: the change was recorded as desired state and hapctl makes HAProxy match it), applied (the change was made and recorded, `state.revision`; only reading the result back failed)'),
   state: z.record(z.string(), z.unknown()).optional().describe('What the resource was left like when a request stopped half-way'),
-  warnings: z.array(z.string()).optional()
+  warnings: z.array(z.string()).optional(),
+  requiredScope: z.string().optional().describe('The scope the token lacks (403), e.g. `servers:write` or `maps:write:virt@paths.map`')
 }).meta({ id: 'Problem', description: 'RFC 9457 problem details' })
 
 export const NameSchema = z.string()
@@ -35,10 +36,10 @@ export const DurationSchema = z.string()
   .refine(ms => ms >= 1 && ms <= 300_000, 'between 1ms and 5m')
 
 /**
- * Problem responses of every route that talks to HAProxy: no or a wrong token (401), HAProxy's reply
- * made no sense (502), HAProxy unreachable (503) or too slow (504).
+ * Problem responses of every route that talks to HAProxy: no or a wrong token (401), a token without
+ * the route's scope (403), HAProxy's reply made no sense (502), HAProxy unreachable (503) or too slow (504).
  */
-export const RUNTIME_PROBLEMS = { 401: ProblemSchema, 502: ProblemSchema, 503: ProblemSchema, 504: ProblemSchema }
+export const RUNTIME_PROBLEMS = { 401: ProblemSchema, 403: ProblemSchema, 502: ProblemSchema, 503: ProblemSchema, 504: ProblemSchema }
 
 /** ...and of every route that changes something: invalid input (400), and a refusal of HAProxy's that fits no other status (422). */
 export const WRITE_PROBLEMS = { 400: ProblemSchema, 422: ProblemSchema, ...RUNTIME_PROBLEMS }
