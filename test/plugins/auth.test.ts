@@ -199,6 +199,25 @@ describe('authorization', () => {
   })
 })
 
+describe('the audit trail', () => {
+  it('names the token of each write, refused or not, and never holds a token or a hash', async () => {
+    const app = await buildTestApp(haproxy(), AUTH_ENV)
+    const url = `/maps/${encodeURIComponent(MAP)}/entries/${encodeURIComponent('/b')}`
+    const put = async (headers: Record<string, string>) => (await app.inject({ method: 'PUT', url, headers, payload: { value: 'v' } })).statusCode
+    expect(await put(bearer(TOKENS.maps.token))).toBe(201)
+    expect(await put(bearer(TOKENS.geo.token))).toBe(403)
+    const stranger = secret()
+    expect(await put(bearer(stranger))).toBe(401)
+    const res = await app.inject({ url: '/audit', headers: bearer(TOKENS.reader.token) })
+    expect(res.statusCode).toBe(200)
+    expect(res.json().items.map((e: { actor: string | null, status: number }) => [e.actor, e.status])).toEqual([[null, 401], ['geo', 403], ['maps', 201]])
+    for (const s of [...Object.values(TOKENS).map(t => t.token), API_TOKEN, stranger]) {
+      expect(res.body).not.toContain(s)
+      expect(res.body).not.toContain(hashToken(s).slice('sha256:'.length))
+    }
+  })
+})
+
 describe('a refusal before the body', () => {
   /** Sends headers announcing a 50 MB body and 1 KB of it; resolves with what came back once the server closed. */
   async function hostileUpload (port: number, path: string, headers: Record<string, string>) {
