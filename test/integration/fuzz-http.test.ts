@@ -165,7 +165,7 @@ const requests: fc.Arbitrary<Req> = fc.oneof(
     .map(r => ({ method: 'GET', path: `${r.path}?${r.q.replace(/#/g, '')}`, names: [] })),
   fc.record({ b: name, s: serverName }).map(r => ({ method: 'GET', path: `/backends/${enc(r.b)}/servers/${enc(r.s)}`, names: [] })),
   fc.record({ m: mapName, q: fc.record({ limit: fc.oneof(fc.integer({ min: -5, max: 20_000 }), fc.string({ maxLength: 5 })), cursor: fc.string({ maxLength: 20 }), prefix: mapText }, { requiredKeys: [] }) })
-    .map(r => ({ method: 'GET', path: `/maps/${enc(r.m)}/entries?${new URLSearchParams(Object.entries(r.q).map(([k, v]) => [k, String(v)])).toString()}`, names: [] })),
+    .map(r => ({ method: 'GET', path: `/maps/${enc(r.m)}/entries?${new URLSearchParams(Object.entries(r.q).map(([k, v]): [string, string] => [k, String(v)])).toString()}`, names: [] })),
   // Any body at all, under any content type, on every write route.
   fc.record({
     route: fc.constantFrom(['POST', '/backends'], ['PATCH', '/backends/fz_a'], ['POST', '/backends/fz_a/servers'], ['PATCH', '/backends/fz_a/servers/s1'],
