@@ -35,6 +35,9 @@ fi
 LIB="$DEST/root/usr/lib/x86_64-linux-gnu"
 NODE=("$LIB/ld-linux-x86-64.so.2" --library-path "$LIB" "$DEST/root/usr/bin/node")
 echo "node $("${NODE[@]}" --version)" >&2
+# Tests that start another Node process (hapctl itself, scripts) use this command line.
+HAPCTL_TEST_NODE="$(node -e 'process.stdout.write(JSON.stringify(process.argv.slice(1)))' "${NODE[@]}")"
+export HAPCTL_TEST_NODE
 
 # The host's own addon first: it is the file the Node 24 one is mounted over.
 node "$ROOT/scripts/ensure-native.mjs"

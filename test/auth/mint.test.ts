@@ -2,9 +2,11 @@ import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { hashToken, parseTokensFile } from '../../src/auth/tokens.ts'
+import { nodeCommand } from '../helpers/node.ts'
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/token.mjs', import.meta.url))
-const mint = (args: string[], input?: string) => spawnSync(process.execPath, [SCRIPT, ...args], { input, encoding: 'utf8' })
+const node = nodeCommand()
+const mint = (args: string[], input?: string) => spawnSync(node.command, [...node.args, SCRIPT, ...args], { input, encoding: 'utf8' })
 
 describe('scripts/token.mjs', () => {
   it('mints a long random token, printed once, and an entry with its hash that hapctl accepts', () => {

@@ -10,6 +10,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { onTestFinished } from 'vitest'
 import { freePort } from './haproxy.ts'
+import { nodeCommand } from './node.ts'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -59,7 +60,8 @@ export async function startHapctl (opts: StartHapctlOptions = {}): Promise<Hapct
     LOG_LEVEL: 'info',
     ...opts.env
   }
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', 'src/server.ts'], {
+  const node = nodeCommand()
+  const child = spawn(node.command, [...node.args, ...(opts.nodeArgs ?? []), '--import', 'tsx', 'src/server.ts'], {
     cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe']
   })
   let out = ''
