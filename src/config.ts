@@ -46,6 +46,11 @@ export function isLoopback (host: string): boolean {
   return h === 'localhost' || h === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
 }
 
+/** What a shutdown needs beyond its Runtime API calls: answering, closing the store. */
+const SHUTDOWN_MARGIN_MS = 1000
+/** The shutdown grace when none is given, unless HAPROXY_TIMEOUT_MS needs a longer one (see the check below). */
+const DEFAULT_SHUTDOWN_GRACE_MS = 30_000
+
 export const ConfigSchema = z.object({
   HAPROXY_RUNTIME_API: EndpointSchema.prefault('tcp://127.0.0.1:9999'),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -83,8 +88,11 @@ export const ConfigSchema = z.object({
   HAPCTL_KEEPALIVE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
   /** How long a write waits for another one on the same object before answering 503 (BUSY). */
   HAPCTL_LOCK_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(15_000),
-  /** On SIGTERM/SIGINT: how long running operations get to finish or put back what they changed. */
-  HAPCTL_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(1000).max(3_600_000).default(30_000),
+  /**
+   * On SIGTERM/SIGINT: how long running operations get to finish or put back what they changed; by
+   * default 30 s, or two HAPROXY_TIMEOUT_MS and 1 s when that is longer.
+   */
+  HAPCTL_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(1000).max(3_600_000).optional(),
   /** Audit entries older than this many days are deleted. */
   HAPCTL_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
   /** At most this many audit entries are kept (the oldest go first). */
@@ -107,6 +115,17 @@ export const ConfigSchema = z.object({
       message: `${env.HAPCTL_HEADERS_TIMEOUT_MS} ms is longer than HAPCTL_REQUEST_TIMEOUT_MS (${env.HAPCTL_REQUEST_TIMEOUT_MS} ms), which includes the headers`
     })
   }
+  // A stop interrupts running operations (src/plugins/shutdown.ts); one may then need a Runtime API call
+  // to end the step in flight and another to put back what it changed, each up to HAPROXY_TIMEOUT_MS.
+  const needed = 2 * env.HAPROXY_TIMEOUT_MS + SHUTDOWN_MARGIN_MS
+  if (env.HAPCTL_SHUTDOWN_GRACE_MS !== undefined && env.HAPCTL_SHUTDOWN_GRACE_MS < needed) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['HAPCTL_SHUTDOWN_GRACE_MS'],
+      message: `${env.HAPCTL_SHUTDOWN_GRACE_MS} ms is too short to put back an operation interrupted by a stop: that may take two Runtime API calls ` +
+        `of up to HAPROXY_TIMEOUT_MS (${env.HAPROXY_TIMEOUT_MS} ms) each, plus ${SHUTDOWN_MARGIN_MS} ms; give at least ${needed} ms`
+    })
+  }
 }).transform(env => ({
   runtimeApi: env.HAPROXY_RUNTIME_API,
   host: env.HOST,
@@ -125,7 +144,7 @@ export const ConfigSchema = z.object({
   requestTimeoutMs: env.HAPCTL_REQUEST_TIMEOUT_MS,
   keepAliveTimeoutMs: env.HAPCTL_KEEPALIVE_TIMEOUT_MS,
   lockTimeoutMs: env.HAPCTL_LOCK_TIMEOUT_MS,
-  shutdownGraceMs: env.HAPCTL_SHUTDOWN_GRACE_MS,
+  shutdownGraceMs: env.HAPCTL_SHUTDOWN_GRACE_MS ?? Math.max(DEFAULT_SHUTDOWN_GRACE_MS, 2 * env.HAPROXY_TIMEOUT_MS + SHUTDOWN_MARGIN_MS),
   audit: { retentionDays: env.HAPCTL_AUDIT_RETENTION_DAYS, maxEntries: env.HAPCTL_AUDIT_MAX_ENTRIES }
 }))
 

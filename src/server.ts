@@ -20,8 +20,19 @@ try {
 }
 
 const app = await buildApp({ config }).catch(fail)
-closeWithGrace({ delay: 10_000 }, async function ({ err }) {
+// On SIGTERM/SIGINT: stop taking requests, let running operations finish or put back what they
+// changed (src/plugins/shutdown.ts), then exit 0. Past the grace, exit 1 anyway: what is left
+// half-done, the reconciler of the next start brings back to the desired state.
+closeWithGrace({
+  delay: config.shutdownGraceMs,
+  // With a tokens file, SIGHUP re-reads it (src/plugins/auth.ts) instead of shutting down.
+  skip: config.tokensFile !== undefined ? ['SIGHUP'] : [],
+  logger: { error: (err: unknown) => { app.log.error({ err }, 'the shutdown failed') } },
+  onTimeout: (ms) => { app.log.error({ graceMs: ms }, 'operations still running when the shutdown grace ran out; exiting (the next start reconciles them)') },
+  onSecondSignal: (signal) => { app.log.error({ signal }, 'second signal during the shutdown; exiting now (the next start reconciles what was running)') }
+}, async function ({ signal, err }) {
   if (err !== undefined) app.log.error({ err }, 'closing after an error')
+  else app.log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down')
   await app.close()
 })
 try {

@@ -8,8 +8,14 @@
  *
  * It is also the one hook for what every write shares: the store today; the audit trail, token
  * scopes and one run per HAProxy node later.
+ *
+ * On shutdown() nothing new starts (SHUTTING_DOWN, refused), lock waits end, and operations that
+ * wait (a drain, a health check) are cut short and put back what they changed, so that a stop of
+ * hapctl never strands half an operation; idle() says when the last one has answered. An operation
+ * past its point of no return (a server deleted) is not interrupted: it can only be finished.
  */
-import type { Runtime } from '../runtime/client.ts'
+import type { ExecuteOptions, Runtime } from '../runtime/client.ts'
+import { RuntimeAbortedError } from '../runtime/errors.ts'
 import type { DesiredStateStore } from './store/types.ts'
 import type { Plan, Step, StepContext, Target } from './plan.ts'
 import { KeyedLock, LockTimeoutError } from './locks.ts'
@@ -74,6 +80,11 @@ export class Executor {
   readonly #lockTimeoutMs: number
   readonly #logger: ExecutorLogger | undefined
   readonly #listeners = new Set<CommitListener>()
+  readonly #leftListeners = new Set<(plan: Plan) => void>()
+  readonly #shutdown = new AbortController()
+  /** Calls of run() and locked() not finished yet, lock waits included. */
+  #active = 0
+  #idle: Array<() => void> = []
 
   constructor (opts: ExecutorOptions) {
     this.runtime = opts.runtime
@@ -89,21 +100,56 @@ export class Executor {
     return () => this.#listeners.delete(listener)
   }
 
+  /**
+   * Called when a failed operation on an object hapctl keeps left HAProxy half-changed: the desired
+   * state did not change, and the reconciler puts HAProxy back to it.
+   */
+  onLeft (listener: (plan: Plan) => void): () => void {
+    this.#leftListeners.add(listener)
+    return () => this.#leftListeners.delete(listener)
+  }
+
+  /**
+   * Stops taking operations: new ones and those waiting for a lock are refused (SHUTTING_DOWN), and
+   * running ones that wait are interrupted and put back. Await idle() for them to finish.
+   */
+  shutdown (): void {
+    if (this.#shutdown.signal.aborted) return
+    if (this.#active > 0) this.#logger?.info({ operations: this.#active }, 'shutting down: interrupting the waits of running operations')
+    this.#shutdown.abort(new OperationError('SHUTTING_DOWN', 'hapctl is stopping'))
+  }
+
+  get closing (): boolean {
+    return this.#shutdown.signal.aborted
+  }
+
+  /** Resolves once no operation runs or waits for a lock. */
+  async idle (): Promise<void> {
+    if (this.#active === 0) return
+    await new Promise<void>(resolve => { this.#idle.push(resolve) })
+  }
+
   /** Runs `fn` under the target's lock, for reads that must not interleave with a write (and for the reconciler). */
   async locked<T> (opts: RunOptions, fn: () => Promise<T>): Promise<T> {
+    const refused = (reason: 'BUSY' | 'SHUTTING_DOWN', message: string): OperationError =>
+      new OperationError(reason, message, { outcome: 'refused', state: { target: opts.target, outcome: 'refused', applied: [], undone: [], left: [] } })
+    if (this.closing) throw refused('SHUTTING_DOWN', 'hapctl is stopping and takes no new operation; retry once it is back')
     const keys = [...new Set(typeof opts.lock === 'string' ? [opts.lock] : opts.lock ?? [`${opts.target.kind}:${opts.target.id}`])].sort()
     const timeoutMs = opts.lockTimeoutMs ?? this.#lockTimeoutMs
     const deadline = Date.now() + timeoutMs
+    const signal = this.#shutdown.signal
     const under = (i: number): Promise<T> => i === keys.length
-      ? fn()
-      : this.locks.run(keys[i] as string, () => under(i + 1), { timeoutMs: Math.max(1, deadline - Date.now()) })
+      ? this.closing ? Promise.reject(signal.reason) : fn()
+      : this.locks.run(keys[i] as string, () => under(i + 1), { timeoutMs: Math.max(1, deadline - Date.now()), signal })
+    this.#active++
     try {
       return await under(0)
     } catch (err) {
-      if (err instanceof LockTimeoutError) {
-        throw new OperationError('BUSY', err.message, { outcome: 'refused', state: { target: opts.target, changed: false } })
-      }
+      if (err instanceof LockTimeoutError) throw refused('BUSY', err.message)
+      if (err === signal.reason) throw refused('SHUTTING_DOWN', 'hapctl is stopping: the operation was not started; retry once it is back')
       throw err
+    } finally {
+      if (--this.#active === 0) for (const wake of this.#idle.splice(0)) wake()
     }
   }
 
@@ -114,23 +160,42 @@ export class Executor {
    */
   async run<T> (opts: RunOptions, build: (ctx: StepContext) => Promise<Plan>, then?: (outcome: Applied) => Promise<T>): Promise<{ outcome: Outcome, value: T | undefined }> {
     return this.locked(opts, async () => {
-      const ctx: StepContext = { runtime: opts.runtime ?? this.runtime }
-      const plan = await build(ctx)
-      const outcome = await this.#execute(ctx, plan, opts)
-      if (outcome.kind !== 'applied' || then === undefined) return { outcome, value: undefined }
+      const runtime = opts.runtime ?? this.runtime
+      const interruption = new Interruption(this.#shutdown.signal)
       try {
-        return { outcome, value: await then(outcome) }
-      } catch (err) {
-        // The change is in HAProxy (and in the store): a failed read-back (HAProxy killed right
-        // after) must not read as a failed write, or the client retries or gives up on what hapctl keeps.
-        const recorded = outcome.revision === undefined ? 'applied' : `applied and recorded (revision ${outcome.revision})`
-        throw toOperationError(err).extend({
-          prefix: `the change was ${recorded}, but reading the result back failed: `,
-          outcome: 'applied',
-          state: { target: plan.target, outcome: 'applied', revision: outcome.revision, applied: outcome.applied }
-        })
+        const ctx: StepContext = { runtime: interruptible(runtime, interruption), get signal () { return interruption.signal } }
+        let plan: Plan
+        try {
+          plan = await build(ctx)
+        } catch (err) {
+          // Nothing was applied: a planner only reads. Say so, as every failed write does.
+          const error = toOperationError(err)
+          throw error.outcome !== undefined ? error : error.extend({ outcome: 'refused', state: { target: opts.target, outcome: 'refused', applied: [], undone: [], left: [] } })
+        }
+        return await this.#runPlan(ctx, { runtime }, interruption, plan, opts, then)
+      } finally {
+        interruption.detach()
       }
     })
+  }
+
+  /** The plan's steps, then `then` on success (under the caller's lock). */
+  async #runPlan<T> (ctx: StepContext, undoCtx: StepContext, interruption: Interruption, plan: Plan, opts: RunOptions,
+    then: ((outcome: Applied) => Promise<T>) | undefined): Promise<{ outcome: Outcome, value: T | undefined }> {
+    const outcome = await this.#execute(ctx, undoCtx, interruption, plan, opts)
+    if (outcome.kind !== 'applied' || then === undefined) return { outcome, value: undefined }
+    try {
+      return { outcome, value: await then(outcome) }
+    } catch (err) {
+      // The change is in HAProxy (and in the store): a failed read-back (HAProxy killed right
+      // after) must not read as a failed write, or the client retries or gives up on what hapctl keeps.
+      const recorded = outcome.revision === undefined ? 'applied' : `applied and recorded (revision ${outcome.revision})`
+      throw toOperationError(err).extend({
+        prefix: `the change was ${recorded}, but reading the result back failed: `,
+        outcome: 'applied',
+        state: { target: plan.target, outcome: 'applied', revision: outcome.revision, applied: outcome.applied }
+      })
+    }
   }
 
   /** run(), with a failed outcome thrown as its OperationError. */
@@ -140,7 +205,7 @@ export class Executor {
     return value as T
   }
 
-  async #execute (ctx: StepContext, plan: Plan, opts: RunOptions): Promise<Outcome> {
+  async #execute (ctx: StepContext, undoCtx: StepContext, interruption: Interruption, plan: Plan, opts: RunOptions): Promise<Outcome> {
     const applied: Step[] = []
     for (const batch of batches(plan.steps)) {
       let results: readonly unknown[]
@@ -149,16 +214,19 @@ export class Executor {
       } catch (err) {
         const { done, failed, inDoubt } = whereItStopped(batch, err)
         applied.push(...done)
-        return this.#fail(ctx, plan, opts, applied, failed, inDoubt, err)
+        return this.#fail(undoCtx, plan, opts, applied, failed, inDoubt, err)
       }
       applied.push(...batch)
+      // Past the point of no return (a server deleted), an operation can only be finished: a shutdown
+      // no longer cuts its waits short.
+      if (batch.some(s => !undoable(s))) interruption.detach()
       let offset = 0
       for (const s of batch) {
         const n = s.commands?.length ?? 0
         try {
           await s.onApplied?.(results.slice(offset, offset + n))
         } catch (err) {
-          return this.#fail(ctx, plan, opts, applied.slice(0, applied.indexOf(s)), s, [], err, [s, ...applied.slice(applied.indexOf(s) + 1)])
+          return this.#fail(undoCtx, plan, opts, applied.slice(0, applied.indexOf(s)), s, [], err, [s, ...applied.slice(applied.indexOf(s) + 1)])
         }
         offset += n
       }
@@ -172,7 +240,7 @@ export class Executor {
         // it later without anyone being told. Put it back now and say so.
         this.#logger?.warn({ err, target: plan.target }, 'the desired-state store refused a commit; undoing the change')
         const cause = new OperationError('STORE_UNAVAILABLE', `the change was applied to HAProxy but could not be recorded (${(err as Error).message})`, { cause: err })
-        return this.#rollback(ctx, plan, applied, cause)
+        return this.#rollback(undoCtx, plan, applied, cause)
       }
     }
     return { kind: 'applied', applied: applied.map(s => s.label), revision }
@@ -235,7 +303,7 @@ export class Executor {
     const reversed = [...applied].reverse()
     for (const batch of batches(reversed, true)) {
       const first = batch[0] as Step
-      if (first.undo === undefined && first.undoCommands === undefined) {
+      if (!undoable(first)) {
         // A step that cannot be put back (a deleted server) is a point of no return: putting back what
         // came before it (publishing a backend whose servers are gone) would do more harm than good.
         // It and everything before it are left as they are; for objects hapctl keeps, the reconciler
@@ -259,12 +327,25 @@ export class Executor {
       }
     }
     const kind: FailureOutcome = applied.length === 0 ? 'refused' : left.length === 0 ? 'undone' : 'left'
+    const kept = plan.changes !== undefined && plan.changes.length > 0
     const suffix = kind === 'refused'
       ? '; nothing was changed'
       : kind === 'undone'
         ? `; what had been applied (${undone.join(', ')}) was put back`
-        : `; ${left.join(', ')} could not be put back${undoErrors.length > 0 ? ` (${undoErrors.join('; ')})` : ''}`
-    if (kind === 'left') this.#logger?.warn({ target: plan.target, left, undoErrors }, 'a failed operation left HAProxy changed')
+        : `; ${left.join(', ')} could not be put back${undoErrors.length > 0 ? ` (${undoErrors.join('; ')})` : ''}` +
+          (kept ? '; the desired state is unchanged, and hapctl puts HAProxy back as it was' : '')
+    if (kind === 'left') {
+      this.#logger?.warn({ target: plan.target, left, undoErrors }, 'a failed operation left HAProxy changed')
+      if (kept) {
+        for (const l of this.#leftListeners) {
+          try {
+            l(plan)
+          } catch (err) {
+            this.#logger?.warn({ err }, 'a listener of operations left half-done failed')
+          }
+        }
+      }
+    }
     const outcome = error.outcome === undefined || error.outcome === 'applied' ? kind : error.outcome
     const extended = error.extend({
       suffix: error.outcome === undefined ? suffix : '',
@@ -315,8 +396,11 @@ function batches (steps: readonly Step[], undo = false): Step[][] {
 function whereItStopped (batch: readonly Step[], err: unknown, undo = false): { done: Step[], failed: Step, inDoubt: Step[] } {
   const first = batch[0] as Step
   const refusal = rejectionOf(err)
-  if (refusal !== undefined || !isVerdictless(err)) {
-    const index = refusal?.index
+  const interrupted = interruptionOf(err)
+  // A step that only reads or waits leaves nothing in doubt, whatever ended it.
+  const harmless = !undo && batch.length === 1 && first.apply !== undefined && first.changesNothing === true
+  if (refusal !== undefined || interrupted !== undefined || harmless || !isVerdictless(err)) {
+    const index = refusal?.index ?? interrupted?.index
     if (index === undefined || batch.length === 1) return { done: [], failed: first, inDoubt: [] }
     let seen = 0
     for (const [i, s] of batch.entries()) {
@@ -326,4 +410,52 @@ function whereItStopped (batch: readonly Step[], err: unknown, undo = false): { 
     return { done: [], failed: first, inDoubt: [] }
   }
   return { done: [], failed: first, inDoubt: [...batch] }
+}
+
+function undoable (s: Step): boolean {
+  return s.undo !== undefined || s.undoCommands !== undefined
+}
+
+/** The wait a shutdown interrupted inside `err` (the commands before its index ran), if one did. */
+function interruptionOf (err: unknown): RuntimeAbortedError | undefined {
+  if (err instanceof RuntimeAbortedError) return err
+  if (err instanceof OperationError && err.cause instanceof RuntimeAbortedError) return err.cause
+  return undefined
+}
+
+const NEVER = new AbortController().signal
+
+/**
+ * An operation's view of the shutdown: its signal follows the executor's while the operation can
+ * still be put back, and is never aborted once it is detached (past its point of no return, or done).
+ */
+class Interruption {
+  readonly #controller = new AbortController()
+  readonly #shutdown: AbortSignal
+  readonly #follow = (): void => { this.#controller.abort(this.#shutdown.reason) }
+  #attached = true
+
+  constructor (shutdown: AbortSignal) {
+    this.#shutdown = shutdown
+    if (shutdown.aborted) this.#follow()
+    else shutdown.addEventListener('abort', this.#follow, { once: true })
+  }
+
+  get signal (): AbortSignal {
+    return this.#attached ? this.#controller.signal : NEVER
+  }
+
+  detach (): void {
+    this.#attached = false
+    this.#shutdown.removeEventListener('abort', this.#follow)
+  }
+}
+
+/** `runtime`, with the operation's current signal on every call (see ExecuteOptions.signal: it ends waits only). */
+function interruptible (runtime: Runtime, interruption: Interruption): Runtime {
+  return {
+    execute: (commands, options?: ExecuteOptions) => runtime.execute(commands, { ...options, signal: interruption.signal }),
+    ...(runtime.executePayload === undefined ? {} : { executePayload: runtime.executePayload.bind(runtime) }),
+    close: () => runtime.close()
+  }
 }

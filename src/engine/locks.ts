@@ -22,17 +22,18 @@ export class KeyedLock {
 
   /**
    * Runs `fn` once every earlier holder of `key` is done. With `timeoutMs`, gives up waiting after
-   * that long (fn never runs then); those queued behind still wait for the earlier holders.
+   * that long (fn never runs then); with `signal`, gives up when it is aborted, with its reason (a
+   * shutdown); those queued behind still wait for the earlier holders.
    */
-  async run<T> (key: string, fn: () => Promise<T>, opts: { timeoutMs?: number } = {}): Promise<T> {
+  async run<T> (key: string, fn: () => Promise<T>, opts: { timeoutMs?: number, signal?: AbortSignal | undefined } = {}): Promise<T> {
     const previous = this.#tails.get(key) ?? Promise.resolve()
     let release!: () => void
     const mine = new Promise<void>(resolve => { release = resolve })
     const tail = previous.then(() => mine)
     this.#tails.set(key, tail)
     try {
-      if (opts.timeoutMs === undefined) await previous
-      else await withTimeout(previous, opts.timeoutMs, () => new LockTimeoutError(key, opts.timeoutMs as number))
+      if (opts.timeoutMs === undefined && opts.signal === undefined) await previous
+      else await bounded(previous, opts.timeoutMs, () => new LockTimeoutError(key, opts.timeoutMs as number), opts.signal)
       return await fn()
     } finally {
       release()
@@ -47,9 +48,19 @@ export class KeyedLock {
   }
 }
 
-function withTimeout (p: Promise<void>, ms: number, error: () => Error): Promise<void> {
+/** Waits for `p`, or rejects after `ms` (when given) or when `signal` is aborted, whichever comes first. */
+function bounded (p: Promise<void>, ms: number | undefined, error: () => Error, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(error()), ms)
-    p.then(() => { clearTimeout(timer); resolve() }, () => { clearTimeout(timer); resolve() })
+    if (signal?.aborted === true) { reject(signal.reason); return }
+    const timer = ms === undefined ? undefined : setTimeout(() => done(error()), ms)
+    const onAbort = (): void => done(signal?.reason)
+    signal?.addEventListener('abort', onAbort, { once: true })
+    function done (err?: unknown): void {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+      if (err === undefined) resolve()
+      else reject(err)
+    }
+    p.then(() => done(), () => done())
   })
 }

@@ -12,7 +12,16 @@ import type { OperationError } from './outcomes.ts'
 export type Target = { readonly kind: string, readonly id: string }
 
 /** What a step gets to act with. Later: the HAProxy node it runs on. */
-export type StepContext = { readonly runtime: Runtime }
+export type StepContext = {
+  readonly runtime: Runtime
+  /**
+   * Aborted when hapctl shuts down while the operation can still be put back: a step that waits (a
+   * drain, a health check) gives up with the signal's reason and the executor undoes what came before.
+   * The runtime given ends its `wait` commands by itself; a step that polls checks the signal. Absent
+   * while undoing: putting back is never cut short.
+   */
+  readonly signal?: AbortSignal | undefined
+}
 
 /**
  * One change. Either `commands` (sent as they are; consecutive command steps of a plan go out on one
@@ -37,6 +46,12 @@ export type Step = {
   readonly undo?: ((ctx: StepContext) => Promise<void>) | undefined
   /** Says what this step's failure means for the caller (`add server` refused as a duplicate → SERVER_EXISTS). */
   readonly explain?: ((err: OperationError) => OperationError | undefined) | undefined
+  /**
+   * With `apply`: the step only reads or waits (polls `show stat` for a server UP). A timeout in it
+   * then leaves nothing in doubt: the executor undoes what came before instead of recording the
+   * change for the reconciler.
+   */
+  readonly changesNothing?: boolean | undefined
 }
 
 export type Plan = {

@@ -103,6 +103,8 @@ export class Reconciler {
       // started): go now, not when the backed-off retry comes (up to intervalMs later).
       else if (this.#last !== undefined && this.#last.failed.length > 0) this.kick(`HAProxy answers (${change.current})`)
     })
+    // A failed write left one of hapctl's objects half-changed: put it back to the desired state now.
+    opts.executor.onLeft(plan => { this.kick(`${plan.action} ${plan.target.kind} '${plan.target.id}' left half-done`) })
     opts.executor.onCommit(event => {
       if (event.outcome !== 'unknown') return
       const process = opts.identity.current

@@ -16,7 +16,7 @@ import net from 'node:net'
 import type { Command, CommandResult } from './commands/index.ts'
 import { experimentalModeOn, setCliTimeout } from './commands/index.ts'
 import {
-  RuntimeArgumentError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
+  RuntimeAbortedError, RuntimeArgumentError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
 } from './errors.ts'
 import { INTERACTIVE_PREAMBLE, MAX_LINE_BYTES, ReplyReader, finalReplyOnClose, nonInteractiveReply } from './protocol.ts'
 
@@ -45,6 +45,13 @@ export type RuntimeClientOptions = {
 export type ExecuteOptions = {
   /** Overrides the client's deadline for this call. */
   timeoutMs?: number
+  /**
+   * Ends the sequence early at a `wait` (a command with `extraTimeMs`), which changes nothing: a wait in
+   * flight is ended by closing the connection, a wait not sent yet is not sent, and the call rejects
+   * with RuntimeAbortedError (its `index` says which commands ran). Other commands always run to their
+   * verdict: cutting them would leave a change in doubt. execute() only; payload commands never wait.
+   */
+  signal?: AbortSignal | undefined
 }
 
 /** A connection and how its call ends; see RuntimeClient.#session. */
@@ -112,7 +119,7 @@ export class RuntimeClient implements Runtime {
     const extra = commands.reduce((sum, c) => sum + (c.extraTimeMs ?? 0), 0)
     const verbs = commands.map(c => c.verb)
     return this.#call(verbs, (options.timeoutMs ?? this.#timeoutMs) + extra, async (deadline, timeoutMs) =>
-      await this.#run(commands, deadline, timeoutMs) as Results<C>)
+      await this.#run(commands, deadline, timeoutMs, options.signal) as Results<C>)
   }
 
   /**
@@ -253,8 +260,9 @@ export class RuntimeClient implements Runtime {
     if (next !== undefined) next()
   }
 
-  #run (commands: readonly Command<unknown>[], deadline: number, timeoutMs: number): Promise<unknown[]> {
-    return new Promise((resolve, reject) => {
+  #run (commands: readonly Command<unknown>[], deadline: number, timeoutMs: number, signal?: AbortSignal): Promise<unknown[]> {
+    let onAbort: (() => void) | undefined
+    return new Promise<unknown[]>((resolve, reject) => {
       // The queue of lines to send: `prompt i`'s own (empty) reply first, then each command's, with the
       // connection settings some commands need; those are `internal` (their results are not returned).
       const queue: Array<Command<unknown> | 'preamble'> = ['preamble']
@@ -281,9 +289,18 @@ export class RuntimeClient implements Runtime {
       socket.setNoDelay(true)
       const finish = (err: Error | undefined): void => session.finish(err ?? { value: results })
 
+      // A wait is the only command a signal may cut: it changes nothing, so the commands before it are
+      // exactly what ran. Closing the connection ends it on HAProxy's side too.
+      const isWait = (c: Command<unknown> | 'preamble' | undefined): c is Command<unknown> =>
+        c !== undefined && c !== 'preamble' && !internal.has(c) && (c.extraTimeMs ?? 0) > 0
+      const interrupt = (c: Command<unknown>): void => finish(new RuntimeAbortedError(c.verb, results.length, signal?.reason))
+      onAbort = () => { const c = current(); if (isWait(c)) interrupt(c) }
+      signal?.addEventListener('abort', onAbort)
+
       const sendCurrent = (): void => {
         const c = current()
         if (c === undefined) { finish(undefined); return }
+        if (signal?.aborted === true && isWait(c)) { interrupt(c); return }
         socket.write(c === 'preamble' ? INTERACTIVE_PREAMBLE : c.text + '\n')
       }
 
@@ -339,6 +356,6 @@ export class RuntimeClient implements Runtime {
             : new RuntimeUnavailableError(this.endpoint, 'connection closed'))
         }
       })
-    })
+    }).finally(() => { if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort) })
   }
 }

@@ -9,6 +9,7 @@ export const RuntimeErrorCode = {
   TIMEOUT: 'RUNTIME_TIMEOUT',
   PROTOCOL: 'RUNTIME_PROTOCOL',
   COMMAND_REJECTED: 'RUNTIME_COMMAND_REJECTED',
+  ABORTED: 'RUNTIME_ABORTED',
   INVALID_ARGUMENT: 'RUNTIME_INVALID_ARGUMENT'
 } as const
 export type RuntimeErrorCodeValue = typeof RuntimeErrorCode[keyof typeof RuntimeErrorCode]
@@ -92,5 +93,21 @@ export class RuntimeArgumentError extends RuntimeError {
   constructor (field: string, reason: string) {
     super(RuntimeErrorCode.INVALID_ARGUMENT, `invalid ${field}: ${reason}`)
     this.field = field
+  }
+}
+
+/**
+ * The caller's signal ended a `wait` (management §9.3 `wait`) before HAProxy's verdict: the connection
+ * was closed, which ends the wait, and the commands after it were not sent. A wait changes nothing, so
+ * what ran is exactly the commands before `index`. `cause` is the signal's reason.
+ */
+export class RuntimeAbortedError extends RuntimeError {
+  readonly verb: string
+  /** Position of the interrupted wait in the sequence sent (0-based): the commands before it ran. */
+  readonly index: number
+  constructor (verb: string, index: number, reason: unknown) {
+    super(RuntimeErrorCode.ABORTED, `'${verb}' was interrupted by the caller${reason instanceof Error ? ` (${reason.message})` : ''}`, { cause: reason })
+    this.verb = verb
+    this.index = index
   }
 }

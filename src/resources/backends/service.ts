@@ -160,14 +160,17 @@ export class BackendService {
       if (input.published && checked.length > 0) {
         // Health-checked servers start DOWN (init-state down); published before one is UP, the backend
         // would answer 503 to routes already pointing at it instead of their fallback.
+        // It only reads: a timeout of its `show stat` undoes the create rather than leaving it in doubt,
+        // and a shutdown cuts it short (the create is then undone: it could take longer than the grace).
         between.push({
           label: 'wait for a server UP',
-          apply: async ({ runtime }) => {
-            if (!(await waitForUpServer(runtime, input.name, publishWaitMs(checked)))) {
+          apply: async ({ runtime, signal }) => {
+            if (!(await waitForUpServer(runtime, input.name, publishWaitMs(checked), signal))) {
               warnings.push('published before any server passed its health check: requests routed here get 503 until one does')
             }
           },
-          undo: async () => {}
+          undo: async () => {},
+          changesNothing: true
         })
       }
       return {
@@ -302,15 +305,28 @@ export class BackendService {
   }
 }
 
-/** Polls `show stat` until a server of the backend is UP; false when `withinMs` runs out first. */
-export async function waitForUpServer (runtime: Runtime, name: string, withinMs: number): Promise<boolean> {
+/**
+ * Polls `show stat` until a server of the backend is UP; false when `withinMs` runs out first. Throws
+ * the signal's reason once it is aborted.
+ */
+export async function waitForUpServer (runtime: Runtime, name: string, withinMs: number, signal?: AbortSignal): Promise<boolean> {
   const deadline = Date.now() + withinMs
   for (;;) {
+    signal?.throwIfAborted()
     const [rows] = await runtime.execute([cmd.showStat(name, BACKEND_STAT)])
     if (rows.some(r => r.type === StatType.SERVER && (r.status ?? '').startsWith('UP'))) return true
     if (Date.now() >= deadline) return false
-    await new Promise(resolve => setTimeout(resolve, Math.min(100, Math.max(1, deadline - Date.now()))))
+    await sleep(Math.min(100, Math.max(1, deadline - Date.now())), signal)
   }
+}
+
+/** Resolves after `ms`, or as soon as `signal` is aborted. */
+function sleep (ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise(resolve => {
+    const done = (): void => { clearTimeout(timer); signal?.removeEventListener('abort', done); resolve() }
+    const timer = setTimeout(done, ms)
+    signal?.addEventListener('abort', done, { once: true })
+  })
 }
 
 /** How long a new backend's checked servers need to come UP: about inter × rise each, at most 30 s. */

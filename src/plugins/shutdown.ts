@@ -1,0 +1,41 @@
+/**
+ * What a stop of hapctl does to the operations under way (src/server.ts calls app.close() on
+ * SIGTERM/SIGINT). Fastify stops routing first (new requests get 503 and `Connection: close`); then,
+ * before the HTTP server waits for the answers still owed: the executor refuses new operations and
+ * cuts running waits (drains, health checks) short, which puts back what those operations changed
+ * and answers 503 SHUTTING_DOWN with `outcome: undone`; the reconciler stops; and the close waits until
+ * no operation is left, so the runtime client and the store close under nothing. What a harder stop
+ * (SIGKILL, the grace running out) leaves half-done, the reconciler of the next start puts back to the
+ * desired state.
+ * @see https://fastify.dev/docs/latest/Reference/Hooks/#preclose
+ */
+import type { FastifyInstance } from 'fastify'
+import type { Executor } from '../engine/executor.ts'
+import type { Reconciler } from '../engine/reconciler.ts'
+import { OperationError } from '../engine/outcomes.ts'
+import type { Reason } from '../engine/outcomes.ts'
+
+/**
+ * Retry-After (seconds, RFC 9110 §10.2.3) of the 503s a client should simply retry: a lock wait that
+ * ran out clears when the operation ahead finishes; a stopping hapctl is back (or replaced) after a
+ * restart.
+ */
+const RETRY_AFTER_S: Partial<Record<Reason, number>> = { BUSY: 1, SHUTTING_DOWN: 5 }
+
+export function registerShutdown (app: FastifyInstance, deps: { executor: Executor, reconciler: Reconciler }): void {
+  const { executor, reconciler } = deps
+  app.addHook('preClose', async () => {
+    executor.shutdown()
+    await reconciler.stop()
+    await executor.idle()
+  })
+  // Answers owed once the stop began end their connection: an idle keep-alive connection would hold
+  // the HTTP server's close (and the exit) until the client drops it (seconds).
+  app.addHook('onSend', async (_request, reply) => {
+    if (executor.closing) reply.header('connection', 'close')
+  })
+  app.addHook('onError', async (_request, reply, err) => {
+    const seconds = err instanceof OperationError ? RETRY_AFTER_S[err.reason] : undefined
+    if (seconds !== undefined) reply.header('retry-after', String(seconds))
+  })
+}
