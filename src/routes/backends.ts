@@ -7,6 +7,7 @@ import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { z } from 'zod'
 import type { BackendService } from '../resources/backends/service.ts'
 import { ProblemSchema, RUNTIME_PROBLEMS, WRITE_PROBLEMS } from '../schemas/common.ts'
+import { BODY_LIMITS } from '../plugins/body.ts'
 import {
   BackendListSchema, BackendParamsSchema, BackendSchema, CreateBackendSchema, DeleteBackendQuerySchema, PatchBackendSchema
 } from '../schemas/backends.ts'
@@ -28,6 +29,7 @@ export const backendRoutes: FastifyPluginAsyncZod<{ backends: BackendService }> 
   })
 
   app.post('/', {
+    bodyLimit: BODY_LIMITS.createBackend,
     schema: {
       tags,
       summary: 'Create a backend from a named defaults section',

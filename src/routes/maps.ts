@@ -11,6 +11,7 @@ import { z } from 'zod'
 import type { MapService } from '../resources/maps/service.ts'
 import { parseMapFile } from '../resources/maps/service.ts'
 import { ProblemSchema, RUNTIME_PROBLEMS, WRITE_PROBLEMS } from '../schemas/common.ts'
+import { BODY_LIMITS } from '../plugins/body.ts'
 import {
   EntryListQuerySchema, EntryPageSchema, IfMatchHeadersSchema, MapEntryParamsSchema, MapEntrySchema, MapListSchema, StoredMapEntrySchema, MapParamsSchema,
   PatchBodySchema, PutEntryBodySchema, ReplaceBodySchema, ReplaceResultSchema
@@ -60,6 +61,7 @@ export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async func
   })
 
   app.put('/:map/entries', {
+    bodyLimit: BODY_LIMITS.replaceMapEntries,
     schema: {
       tags,
       summary: "Replace a map's whole content atomically",
@@ -91,6 +93,7 @@ export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async func
   })
 
   app.patch('/:map/entries', {
+    bodyLimit: BODY_LIMITS.patchMapEntries,
     schema: {
       tags,
       summary: 'Set and delete several entries atomically',

@@ -77,8 +77,11 @@ export const IfMatchHeadersSchema = z.object({
 
 export const PutEntryBodySchema = z.object({ value: MapValueSchema }).strict().meta({ id: 'MapEntryValue' })
 
+/** Entries of one whole-map replacement (JSON or map file); bounds the work one request can cause. */
+export const MAX_REPLACE_ENTRIES = 1_000_000
+
 export const ReplaceBodySchema = z.union([
-  z.array(MapEntrySchema),
+  z.array(MapEntrySchema).max(MAX_REPLACE_ENTRIES),
   z.string().describe('text/plain map file: `<key> <value>` per line, value = rest of the line; blank lines and # comments skipped')
 ]).describe('application/json: [{key, value}], or text/plain: a map file')
 
