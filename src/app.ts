@@ -6,19 +6,25 @@
  */
 import Fastify from 'fastify'
 import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from 'fastify'
-import { serializerCompiler, validatorCompiler } from '@fastify/type-provider-zod'
+import { serializerCompiler } from '@fastify/type-provider-zod'
 import type { Config } from './config.ts'
 import { RuntimeClient } from './runtime/client.ts'
 import type { Runtime } from './runtime/client.ts'
 import { registerErrorHandler, sendProblem } from './plugins/error-handler.ts'
+import { BODY_LIMITS, boundedValidatorCompiler, registerBodyParsing } from './plugins/body.ts'
 import { ApiError, titleFor } from './errors.ts'
 import { registerAuth } from './plugins/auth.ts'
 import { registerSwagger } from './plugins/swagger.ts'
+import { registerShutdown } from './plugins/shutdown.ts'
 import { healthRoutes } from './routes/health.ts'
 import { backendRoutes } from './routes/backends.ts'
 import { mapRoutes } from './routes/maps.ts'
 import { serverRoutes } from './routes/servers.ts'
 import { statusRoutes } from './routes/status.ts'
+import { auditRoutes } from './routes/audit.ts'
+import { AuditRecorder } from './audit/recorder.ts'
+import { registerAuditHooks } from './audit/http.ts'
+import { recordingRuntime } from './audit/recording-runtime.ts'
 import { MapService } from './resources/maps/service.ts'
 import { BackendService } from './resources/backends/service.ts'
 import { ServerService } from './resources/servers/service.ts'
@@ -56,8 +62,19 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   const isInstance = typeof loggerOption === 'object' && loggerOption !== null && 'child' in loggerOption
   const app = Fastify({
     ...(isInstance ? { loggerInstance: loggerOption as FastifyBaseLogger } : { logger: loggerOption as FastifyServerOptions['logger'] }),
-    // Bulk map replacement (text/plain map files of 100k+ lines) needs far more than Fastify's 1 MiB.
-    bodyLimit: 64 * 1024 * 1024,
+    // Small by default; the routes that take many items (a whole map, a backend with its servers) say more.
+    bodyLimit: BODY_LIMITS.default,
+    // A client must send its headers, and its whole request, in time; an idle keep-alive connection
+    // is closed. Node checks the first two every connectionsCheckingInterval (30 s by default, which
+    // would let a 1 s headers timeout fire 30 s late).
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    http: {
+      // Node refuses a headersTimeout above the requestTimeout it is created with (300 s by default).
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: config.headersTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, Math.ceil(config.headersTimeoutMs / 4))
+    },
     routerOptions: {
       ignoreTrailingSlash: true,
       // Names may be 128 characters and map keys 1024 bytes (3 × that URL-encoded); Fastify's default
@@ -68,8 +85,12 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
     // Fastify; they get a minimal problem document written straight to the socket.
     clientErrorHandler: function (err: NodeJS.ErrnoException, socket) {
       if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return }
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
-      const body = JSON.stringify({ type: 'about:blank', title: titleFor(status), status, detail: 'the HTTP request could not be parsed', code: 'HAPX_BAD_HTTP_REQUEST' })
+      // Node raises ERR_HTTP_REQUEST_TIMEOUT when headersTimeout or requestTimeout passes.
+      const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      const status = timedOut ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
+      const body = JSON.stringify(timedOut
+        ? { type: 'about:blank', title: titleFor(status), status, detail: 'the request was not received in time', code: 'HAPX_REQUEST_TIMEOUT' }
+        : { type: 'about:blank', title: titleFor(status), status, detail: 'the HTTP request could not be parsed', code: 'HAPX_BAD_HTTP_REQUEST' })
       socket.end(`HTTP/1.1 ${status} ${titleFor(status)}\r\nContent-Type: application/problem+json; charset=utf-8\r\n` +
         `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
     },
@@ -79,7 +100,7 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
       sendProblem(reply, request, new ApiError(status, `HAPX_${(err.code ?? 'BAD_REQUEST').replace(/^FST_ERR_/, '')}`, err.message))
     }
   })
-  app.setValidatorCompiler(validatorCompiler)
+  app.setValidatorCompiler(boundedValidatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
 
   /** A Runtime API client with its own connections, closed with the app. */
@@ -89,17 +110,26 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
     maxConnections: config.runtimeMaxConnections,
     logger: app.log.child({ module: 'runtime', ...bindings })
   })
-  const runtime = deps.runtime ?? newClient({})
-  app.addHook('onClose', async () => { await runtime.close() })
+  const client = deps.runtime ?? newClient({})
+  app.addHook('onClose', async () => { await client.close() })
 
-  await registerSwagger(app)
+  // Auth first: its onRoute hook sees every route (the documentation's too) and checks it has a scope.
+  registerAuth(app, config)
+  // Before the documentation's routes too: the 405 handler and the body limits see every route.
   registerErrorHandler(app)
-  if (config.apiToken !== undefined) registerAuth(app, config.apiToken)
+  registerBodyParsing(app)
+  await registerSwagger(app)
 
   const store = deps.store ?? await openStore(config.store)
-  if (deps.store === undefined) app.addHook('onClose', async () => { await store.close() })
+  const audit = new AuditRecorder({ store, ...config.audit, logger: app.log.child({ module: 'audit' }) })
+  // The audit trail's last entries are written before the store closes.
+  app.addHook('onClose', async () => { await audit.close(); if (deps.store === undefined) await store.close() })
+  registerAuditHooks(app, audit)
+  // Every command the API sends goes through the audit trail, attributed to its request.
+  const runtime = recordingRuntime(client, audit.requestSink('hapctl'))
   const identity = new ProcessIdentity()
   const executor = new Executor({ runtime, store, lockTimeoutMs: config.lockTimeoutMs, logger: app.log.child({ module: 'executor' }) })
+  executor.onCommit(event => { audit.committed(event) })
   const servers = new ServerService({ runtime, executor })
   const backends = new BackendService({ runtime, executor, identity })
   const maps = new MapService({ runtime, executor })
@@ -107,9 +137,9 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   // restart does not queue the API's requests behind it (both limits together stay within HAProxy's
   // 10 connections per stats socket at the default of 4 each, leaving room for operators).
   const reconcilerRuntime = deps.runtime ?? newClient({ for: 'reconciler' })
-  if (reconcilerRuntime !== runtime) app.addHook('onClose', async () => { await reconcilerRuntime.close() })
+  if (reconcilerRuntime !== client) app.addHook('onClose', async () => { await reconcilerRuntime.close() })
   const reconciler = new Reconciler({
-    runtime: reconcilerRuntime,
+    runtime: recordingRuntime(reconcilerRuntime, audit.backgroundSink('reconciler')),
     executor,
     identity,
     created: backends.created,
@@ -123,12 +153,14 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   if (deps.reconcile !== false) {
     app.addHook('onReady', async () => { reconciler.start() })
   }
-  // preClose runs before every onClose hook: the reconciler stops (its running pass finishes) before
-  // the runtime client and the store close under it.
-  app.addHook('preClose', async () => { await reconciler.stop() })
+  app.addHook('onReady', async () => { audit.start() })
+  // preClose runs before every onClose hook: running operations are interrupted or finished and the
+  // reconciler stops before the runtime client and the store close under them.
+  registerShutdown(app, { executor, reconciler })
 
   await app.register(healthRoutes, { runtime })
   await app.register(statusRoutes, { reconciler, identity, store })
+  await app.register(auditRoutes, { store })
   await app.register(backendRoutes, { prefix: '/backends', backends })
   await app.register(mapRoutes, { prefix: '/maps', maps })
   await app.register(serverRoutes, { prefix: '/backends/:backend/servers', servers })

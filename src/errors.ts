@@ -19,11 +19,18 @@ export const STATUS_OF: Record<Reason, number> = {
   INVALID_CURSOR: 400,
   BAD_REQUEST: 400,
   BAD_HTTP_REQUEST: 400,
+  INVALID_BODY: 400,
+  BODY_TOO_COMPLEX: 400,
+  REQUEST_TIMEOUT: 408,
+  BODY_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  METHOD_NOT_ALLOWED: 405,
   MODE_REQUIRED: 400,
   NO_DYNAMIC_SERVERS: 400,
   SERVER_REJECTED: 400,
   REJECTED_BY_HAPROXY: 422,
   UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
   NOT_FOUND: 404,
   ROUTE_NOT_FOUND: 404,
   BACKEND_NOT_FOUND: 404,
@@ -56,6 +63,7 @@ export const STATUS_OF: Record<Reason, number> = {
   RUNTIME_UNAVAILABLE: 503,
   HAPROXY_STOPPING: 503,
   BUSY: 503,
+  SHUTTING_DOWN: 503,
   RESTORING: 503,
   STORE_UNAVAILABLE: 503,
   RUNTIME_TIMEOUT: 504
@@ -79,6 +87,8 @@ export type ProblemExtras = {
   warnings?: string[]
   /** refused, undone, left, unknown or applied: what HAProxy was left like. */
   outcome?: ProblemOutcome
+  /** The scope a 403 lacked. */
+  requiredScope?: string
 }
 
 /** An error as the HTTP layer sends it: status, stable code, human detail and extras. */
@@ -109,6 +119,7 @@ const TITLES: Record<number, string> = {
   404: 'Not Found',
   405: 'Method Not Allowed',
   406: 'Not Acceptable',
+  408: 'Request Timeout',
   409: 'Conflict',
   412: 'Precondition Failed',
   413: 'Content Too Large',

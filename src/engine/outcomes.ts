@@ -4,7 +4,7 @@
  * `HAPX_*` code, so a new resource or a second HAProxy node never needs its own error mapping.
  */
 import {
-  RuntimeArgumentError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
+  RuntimeAbortedError, RuntimeArgumentError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
 } from '../runtime/errors.ts'
 
 /**
@@ -18,11 +18,18 @@ export const REASONS = {
   INVALID_CURSOR: 'A pagination cursor this API did not hand out.',
   BAD_REQUEST: 'The request could not be understood (body, headers, URL).',
   BAD_HTTP_REQUEST: 'The HTTP request could not be parsed.',
+  INVALID_BODY: 'The body is not well-formed JSON, or not valid UTF-8, or holds text that cannot be stored exactly (a lone surrogate escape such as `\\ud800`).',
+  BODY_TOO_COMPLEX: 'The JSON body nests deeper, or holds longer arrays, more members or more values, than the route can accept (or a map file has too many lines); nothing was parsed.',
+  REQUEST_TIMEOUT: 'The client did not send its request headers, or its whole request, in time; the connection is closed.',
+  BODY_TOO_LARGE: 'The body is larger than the route accepts (the README lists each route\'s limit).',
+  UNSUPPORTED_MEDIA_TYPE: 'The body is neither application/json nor (where the route says so) text/plain, or its charset is not UTF-8.',
+  METHOD_NOT_ALLOWED: 'The path exists but not with this method; the `Allow` header lists those it has.',
   MODE_REQUIRED: 'The defaults section sets no mode: give `mode`.',
   NO_DYNAMIC_SERVERS: 'The backend\'s load-balancing algorithm does not allow servers to be added at runtime.',
   SERVER_REJECTED: 'HAProxy refused a server\'s keywords (`haproxyMessage` says why).',
   REJECTED_BY_HAPROXY: 'HAProxy refused the command; `haproxyMessage` is its own reply.',
   UNAUTHORIZED: 'No token, or a wrong one.',
+  FORBIDDEN: 'The token lacks the scope the route needs; `requiredScope` names it.',
   NOT_FOUND: 'The object does not exist.',
   ROUTE_NOT_FOUND: 'No such route.',
   BACKEND_NOT_FOUND: 'There is no backend with that name.',
@@ -54,6 +61,7 @@ export const REASONS = {
   RUNTIME_UNAVAILABLE: 'HAProxy\'s Runtime API cannot be reached.',
   HAPROXY_STOPPING: 'The HAProxy process answering is stopping after a reload.',
   BUSY: 'Another operation on the same object did not finish in time; retry.',
+  SHUTTING_DOWN: 'hapctl is stopping: the operation was not started, or was interrupted while it waited and what it had changed was put back (`outcome` says which); retry (`Retry-After`), against this hapctl once it is back.',
   RESTORING: 'hapctl keeps the object but HAProxy does not have it (yet): it is put back after a restart or reload; retry (GET /status says why if it lasts).',
   STORE_UNAVAILABLE: 'The desired-state store cannot be read or could not record the change (HAProxy was then put back as it was).',
   RUNTIME_TIMEOUT: 'HAProxy did not answer in time.',
@@ -142,6 +150,11 @@ export function fromRuntime (err: RuntimeError): OperationError {
   if (err instanceof RuntimeUnavailableError) return new OperationError('RUNTIME_UNAVAILABLE', err.message, { cause: err })
   if (err instanceof RuntimeTimeoutError) return new OperationError('RUNTIME_TIMEOUT', err.message, { command: err.verb, cause: err })
   if (err instanceof RuntimeProtocolError) return new OperationError('RUNTIME_PROTOCOL', err.message, { command: err.verb, cause: err })
+  if (err instanceof RuntimeAbortedError) {
+    // Interrupted by whoever holds the signal (the executor, on shutdown): its reason says why.
+    const why = err.cause instanceof OperationError ? err.cause : undefined
+    return new OperationError(why?.reason ?? 'RUNTIME_ERROR', why === undefined ? err.message : `${why.message}: '${err.verb}' was interrupted`, { command: err.verb, cause: err })
+  }
   if (err instanceof RuntimeArgumentError) {
     return new OperationError('INVALID_ARGUMENT', err.message, { errors: [{ field: err.field, message: err.message }], cause: err })
   }
