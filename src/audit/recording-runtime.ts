@@ -14,7 +14,7 @@
  */
 import type { Runtime, ExecuteOptions, PayloadCommand } from '../runtime/client.ts'
 import type { Command } from '../runtime/commands/index.ts'
-import { RuntimeCommandError, RuntimeProtocolError, RuntimeTimeoutError } from '../runtime/errors.ts'
+import { RuntimeAbortedError, RuntimeCommandError, RuntimeProtocolError, RuntimeTimeoutError } from '../runtime/errors.ts'
 import type { AuditCommand } from '../engine/store/types.ts'
 import { auditCommand, isRead } from './commands.ts'
 
@@ -32,6 +32,10 @@ export function sentCommands (commands: readonly Command<unknown>[], err?: unkno
   if (err instanceof RuntimeCommandError) {
     const index = err.index ?? 0
     return commands.slice(0, index + 1).map((command, i) => ({ command, result: i < index ? 'ok' : 'refused' }))
+  }
+  if (err instanceof RuntimeAbortedError) {
+    // Only a `wait` is ever interrupted (src/runtime/client.ts): those before it ran, nothing after it went out.
+    return commands.slice(0, err.index + 1).map((command, i) => ({ command, result: i < err.index ? 'ok' : 'interrupted' }))
   }
   if ((err instanceof RuntimeTimeoutError || err instanceof RuntimeProtocolError) && err.verb !== undefined) {
     const first = commands.findIndex(c => c.verb === err.verb)

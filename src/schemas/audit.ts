@@ -16,7 +16,7 @@ export const AuditQuerySchema = z.object({
 
 const AuditCommandSchema = z.object({
   text: z.string().describe('The command line exactly as sent (past 1 KiB: its first 1 KiB, then its size)'),
-  result: z.enum(['ok', 'refused', 'unknown']).describe('ok: HAProxy accepted it; refused: HAProxy refused it (nothing after it was sent); unknown: no verdict came (timeout, cut connection)'),
+  result: z.enum(['ok', 'refused', 'unknown', 'interrupted']).describe('ok: HAProxy accepted it; refused: HAProxy refused it (nothing after it was sent); unknown: no verdict came (timeout, cut connection); interrupted: a `wait` hapctl cut short (on shutdown; nothing after it was sent)'),
   payload: z.object({
     lines: z.number().int(),
     bytes: z.number().int(),

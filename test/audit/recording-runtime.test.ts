@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import * as cmd from '../../src/runtime/commands/index.ts'
-import { RuntimeArgumentError, RuntimeCommandError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError } from '../../src/runtime/errors.ts'
+import { RuntimeAbortedError, RuntimeArgumentError, RuntimeCommandError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError } from '../../src/runtime/errors.ts'
 import type { Runtime } from '../../src/runtime/client.ts'
 import type { AuditCommand } from '../../src/engine/store/types.ts'
 import { recordingRuntime } from '../../src/audit/recording-runtime.ts'
@@ -63,6 +63,13 @@ describe('recordingRuntime', () => {
     const cut = setup(new RuntimeProtocolError('cut', { verb: 'del server' }))
     await expect(cut.runtime.execute([a, c])).rejects.toThrow(RuntimeProtocolError)
     expect(texts(cut.reports)).toEqual([['set server b/s1 state maint=ok', 'del server b/s1=unknown']])
+  })
+
+  it('an interrupted wait: those before it ok, the wait interrupted, nothing after (never sent)', async () => {
+    const wait = cmd.waitServerRemovable('b', 's1', 60_000)
+    const { runtime, reports } = setup(new RuntimeAbortedError('wait srv-removable', 2, new Error('stopping')))
+    await expect(runtime.execute([a, b, wait, c])).rejects.toThrow(RuntimeAbortedError)
+    expect(texts(reports)).toEqual([['set server b/s1 state maint=ok', 'set server b/s2 state maint=ok', 'wait 60000ms srv-removable b/s1=interrupted']])
   })
 
   it('failures before any command went out report nothing', async () => {

@@ -121,7 +121,7 @@ export type RevisionRecord = CommitMeta & {
  * (HAProxy answered with a refusal; the commands after it were not sent), `unknown` (it went out, or
  * may have, and no verdict came: a timeout or a cut connection).
  */
-export type AuditCommandResult = 'ok' | 'refused' | 'unknown'
+export type AuditCommandResult = 'ok' | 'refused' | 'unknown' | 'interrupted'
 
 /** One command as the audit trail keeps it: its text exactly as sent, a payload summarised. */
 export type AuditCommand = {
