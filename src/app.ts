@@ -75,6 +75,8 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
       headersTimeout: config.headersTimeoutMs,
       connectionsCheckingInterval: Math.min(1000, Math.ceil(config.headersTimeoutMs / 4))
     },
+    // src/plugins/shutdown.ts answers requests that arrive during a stop with a problem document.
+    return503OnClosing: false,
     routerOptions: {
       ignoreTrailingSlash: true,
       // Names may be 128 characters and map keys 1024 bytes (3 × that URL-encoded); Fastify's default

@@ -14,6 +14,8 @@ import type { Executor } from '../engine/executor.ts'
 import type { Reconciler } from '../engine/reconciler.ts'
 import { OperationError } from '../engine/outcomes.ts'
 import type { Reason } from '../engine/outcomes.ts'
+import { ApiError } from '../errors.ts'
+import { sendProblem } from './error-handler.ts'
 
 /**
  * Retry-After (seconds, RFC 9110 §10.2.3) of the 503s a client should simply retry: a lock wait that
@@ -24,6 +26,13 @@ const RETRY_AFTER_S: Partial<Record<Reason, number>> = { BUSY: 1, SHUTTING_DOWN:
 
 export function registerShutdown (app: FastifyInstance, deps: { executor: Executor, reconciler: Reconciler }): void {
   const { executor, reconciler } = deps
+  // A request that arrives once the stop began (on a kept-alive connection) gets a problem document
+  // with Retry-After, not Fastify's own 503 body (app.ts turns return503OnClosing off for this).
+  app.addHook('onRequest', async (request, reply) => {
+    if (!executor.closing) return
+    reply.header('retry-after', String(RETRY_AFTER_S.SHUTTING_DOWN)).header('connection', 'close')
+    return sendProblem(reply, request, ApiError.of('SHUTTING_DOWN', 'hapctl is stopping and takes no new request; retry once it is back'))
+  })
   app.addHook('preClose', async () => {
     executor.shutdown()
     await reconciler.stop()
