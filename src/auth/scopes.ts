@@ -80,12 +80,17 @@ export function scopeProblem (scope: string): string | undefined {
 
 const compiled = new Map<string, RegExp>()
 
-/** `virt@geo-*` → /^virt@geo-[^/]*$/. `*` and `?` do not cross `/`, as in a shell. */
+/**
+ * `virt@geo-*` → /^virt@geo-[^/]*$/. `*` and `?` do not cross `/`, as in a shell; nor do they match
+ * the `#` of a map's `#<id>` (as a shell's do not match the `.` of a hidden file): an id names any
+ * map, a file map included, so `maps:write:*` must not reach `/etc/haproxy/hosts.map` as `#7`. Only
+ * a glob written with the `#` (`#7`, `#*`) grants ids.
+ */
 export function globToRegExp (glob: string): RegExp {
   let re = compiled.get(glob)
   if (re === undefined) {
     const body = glob.split('').map(c => c === '*' ? '[^/]*' : c === '?' ? '[^/]' : c.replace(/[\\^$.|+()[\]{}/-]/g, '\\$&')).join('')
-    re = new RegExp(`^${body}$`)
+    re = new RegExp(`^${glob.startsWith('#') ? '' : '(?!#)'}${body}$`)
     compiled.set(glob, re)
   }
   return re

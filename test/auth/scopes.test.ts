@@ -20,7 +20,12 @@ describe('map globs', () => {
     expect(globToRegExp('a+b').test('a+b')).toBe(true)
     expect(globToRegExp('a+b').test('aab')).toBe(false)
     expect(globToRegExp('#5').test('#5')).toBe(true)
-    expect(globToRegExp('*').test('#5')).toBe(true)
+    expect(globToRegExp('#*').test('#5')).toBe(true)
+  })
+
+  it('do not match the # of a map id unless written with it: an id may name a file map', () => {
+    for (const glob of ['*', '?', '?5', '*5', '**']) expect(globToRegExp(glob).test('#5'), glob).toBe(false)
+    expect(globToRegExp('*').test('hosts.map')).toBe(true)
   })
 })
 
@@ -57,6 +62,9 @@ describe('missingScope', () => {
     expect(missingScope(['maps:write:virt@geo-*', 'maps:write:virt@paths.map'], 'maps:write', 'virt@paths.map')).toBeUndefined()
     // The id form is another spelling of a map: a name glob does not grant it.
     expect(missingScope(['maps:write:virt@geo-*'], 'maps:write', '#5')).toBe('maps:write:#5')
+    // Nor does a glob of every map without a path: #5 may be /etc/haproxy/hosts.map.
+    expect(missingScope(['maps:write:*'], 'maps:write', '#5')).toBe('maps:write:#5')
+    expect(missingScope(['maps:write:#5'], 'maps:write', '#5')).toBeUndefined()
     // What is no map name is not echoed back as a scope.
     expect(missingScope(['maps:write:virt@geo-*'], 'maps:write', 'a b\n')).toBe('maps:write')
     expect(missingScope(['read'], 'maps:write', undefined)).toBe('maps:write')
