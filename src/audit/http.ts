@@ -9,7 +9,8 @@
  * bodies: a body is read only for the `name` of what a POST creates.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { AuditOutcome, AuditRecord } from '../engine/store/types.ts'
+import type { AuditCommand, AuditOutcome, AuditRecord } from '../engine/store/types.ts'
+import { targetOfCommand } from './commands.ts'
 import type { AuditContext, AuditRecorder } from './recorder.ts'
 
 export const AUDITED_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
@@ -52,6 +53,20 @@ export function targetOf (request: FastifyRequest): { kind: string, id: string }
     return name === undefined ? null : { kind: 'backend', id: name }
   }
   return null
+}
+
+/**
+ * A map addressed as `#<id>` is entered under the name its commands used (the service resolves the id
+ * and addresses the map by name), so that `GET /audit?target=map:<name>` finds every write to it. With
+ * no write sent, the id is all there is to say.
+ */
+export function namedTarget (target: { kind: string, id: string } | null, commands: readonly AuditCommand[]): { kind: string, id: string } | null {
+  if (target?.kind !== 'map' || !target.id.startsWith('#')) return target
+  for (const c of commands) {
+    const t = targetOfCommand(c.text)
+    if (t?.kind === 'map') return t
+  }
+  return target
 }
 
 /** The problem body's code and outcome, read from the serialized reply (problem bodies are small). */
@@ -103,7 +118,7 @@ export function entryOf (request: FastifyRequest, reply: FastifyReply, payload: 
     method: ctx.method,
     route: ctx.route,
     path: ctx.path,
-    target: targetOf(request),
+    target: namedTarget(targetOf(request), ctx.commands),
     commands: ctx.commands,
     commandsOmitted: ctx.omitted,
     outcome: outcomeOf(status, problem.outcome, ctx),

@@ -10,7 +10,7 @@ import { MemoryStore } from '../../src/engine/store/memory.ts'
 import { buildTestApp } from '../helpers/build-test-app.ts'
 import { INFO_REPLY, fakeRuntime, statReply } from '../helpers/fake-runtime.ts'
 import type { FakeRuntime } from '../helpers/fake-runtime.ts'
-import { MAP, fakeMaps } from '../helpers/fake-maps.ts'
+import { MAP, MAP_ID, fakeMaps } from '../helpers/fake-maps.ts'
 
 const SECRET = 'audit-route-secret-0123456789'
 const AUTH = { authorization: `Bearer ${SECRET}` }
@@ -179,6 +179,19 @@ describe('what is recorded', () => {
     expect(replaced?.commands.at(-1)?.text).toMatch(/^commit map @\d+ /)
     // Nothing of the payload is in the entry beyond its first line.
     expect(JSON.stringify(replaced)).not.toContain('/path/1 ')
+  })
+
+  it('a map addressed as #<id> is entered under its name, so that a filter by the name finds the write', async () => {
+    const maps = fakeMaps([['/a', 'b1']])
+    const app = await buildTestApp(maps.runtime, { API_TOKEN: SECRET })
+    const put = await app.inject({ method: 'PUT', url: `/maps/${encodeURIComponent(`#${MAP_ID}`)}/entries/${encodeURIComponent('/x')}`, headers: AUTH, payload: { value: 'v' } })
+    expect(put.statusCode).toBeLessThan(300)
+    const gone = await app.inject({ method: 'PUT', url: `/maps/${encodeURIComponent('#999')}/entries/${encodeURIComponent('/x')}`, headers: AUTH, payload: { value: 'v' } })
+    expect(gone.statusCode).toBe(404)
+    const byName = await trail(app, `?target=${encodeURIComponent(`map:${MAP}`)}`)
+    expect(byName.map(e => e.path)).toEqual([`/maps/%23${MAP_ID}/entries/%2Fx`])
+    // Nothing was written to any map: the id is all the entry can name.
+    expect((await trail(app, `?target=${encodeURIComponent('map:#999')}`)).map(e => e.status)).toEqual([404])
   })
 
   it('GET /audit and reads are not recorded, OPTIONS-like methods neither; the token never appears', async () => {
