@@ -5,6 +5,8 @@
 //   upstreams     http://127.0.0.1:8081 (web1, the default), http://127.0.0.1:8082 (app1)
 //   Runtime API   tcp://127.0.0.1:9999
 //   hapctl        http://127.0.0.1:5555   Swagger UI at /docs
+// hapctl listens on loopback, without authentication unless API_TOKEN or HAPCTL_TOKENS_FILE is set
+// in the demo's environment (README, Authentication).
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdirSync, rmSync } from 'node:fs'
 import http from 'node:http'
@@ -23,9 +25,9 @@ const upstreams = [['web1', 8081], ['app1', 8082]].map(([name, port]) => http.cr
 }).on('error', err => { log(`upstream ${name} on port ${port}: ${err.message}`); shutdown(1) }).listen(port, '127.0.0.1'))
 
 const children = []
-function start (cmd, args, extraEnv = {}) {
+function start (label, cmd, args, extraEnv = {}) {
   const child = spawn(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...extraEnv } })
-  child.on('exit', code => { log(`${args.at(-1) ?? cmd} exited (${code})`); shutdown(1) })
+  child.on('exit', code => { log(`${label} exited (${code})`); shutdown(1) })
   children.push(child)
   return child
 }
@@ -56,7 +58,7 @@ async function waitForPort (port) {
 // Master-worker mode, as HAProxy is deployed: `kill -USR2 $(cat .tmp/demo-haproxy.pid)` reloads it,
 // which starts a new worker that has forgotten every runtime change (hapctl puts them back).
 mkdirSync(`${root}/.tmp`, { recursive: true })
-start(haproxy, ['-W', '-p', '.tmp/demo-haproxy.pid', '-f', 'examples/haproxy.cfg', '-db'])
+start('haproxy', haproxy, ['-W', '-p', '.tmp/demo-haproxy.pid', '-f', 'examples/haproxy.cfg', '-db'])
 await waitForPort(9999)
 log('building hapctl')
 execFileSync('npm', ['run', '-s', 'build'], { cwd: root, stdio: 'inherit' })
@@ -66,9 +68,13 @@ const store = process.env.HAPCTL_STORE ?? 'data/demo.db'
 if (process.env.HAPCTL_STORE === undefined) {
   for (const suffix of ['', '-wal', '-shm']) rmSync(`${root}/${store}${suffix}`, { force: true })
 }
-start(process.execPath, ['dist/server.js'], { HAPROXY_RUNTIME_API: 'tcp://127.0.0.1:9999', PORT: '5555', HOST: '127.0.0.1', HAPCTL_STORE: store })
+const hapctl = start('hapctl', process.execPath, ['dist/server.js'], { HAPROXY_RUNTIME_API: 'tcp://127.0.0.1:9999', PORT: '5555', HOST: '127.0.0.1', HAPCTL_STORE: store })
 await waitForPort(5555)
-log(`ready: hapctl http://127.0.0.1:5555 (Swagger UI: http://127.0.0.1:5555/docs), HAProxy frontend http://127.0.0.1:8080
-  try: curl -s -XPOST localhost:5555/backends -H 'content-type: application/json' -d '{"name":"mybackend1","from":"mydefaults"}'
-  reload HAProxy: kill -USR2 $(cat .tmp/demo-haproxy.pid)   (hapctl puts back what it was asked; see curl -s localhost:5555/status)
+// Empty values count as unset, as in src/config.ts.
+const auth = [process.env.API_TOKEN && 'API_TOKEN', process.env.HAPCTL_TOKENS_FILE && `HAPCTL_TOKENS_FILE=${process.env.HAPCTL_TOKENS_FILE}`].filter(Boolean)
+const bearer = auth.length > 0 ? ' -H "authorization: Bearer $TOKEN"' : ''
+log(`ready: hapctl http://127.0.0.1:5555, pid ${hapctl.pid} (Swagger UI: http://127.0.0.1:5555/docs), HAProxy frontend http://127.0.0.1:8080
+  ${auth.length > 0 ? `authentication: ${auth.join(' and ')}; every route but /health, /docs and /openapi.json needs a token` : 'authentication: none (loopback only; see README, Authentication)'}
+  try: curl -s -XPOST localhost:5555/backends${bearer} -H 'content-type: application/json' -d '{"name":"mybackend1","from":"mydefaults"}'
+  reload HAProxy: kill -USR2 $(cat .tmp/demo-haproxy.pid)   (hapctl puts back what it was asked; see curl -s localhost:5555/status${bearer})
   Ctrl-C stops everything`)
