@@ -56,7 +56,10 @@ export const ConfigSchema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: z.string().regex(/^[0-9]{1,5}$/, 'must be a port number (0 to 65535)').transform(Number)
     .refine(p => p <= 65535, 'must be a port number (0 to 65535)').prefault('5555'),
-  API_TOKEN: z.string().min(16, 'API_TOKEN must be at least 16 characters').optional(),
+  // A client sends it in an Authorization header: a blank (a secret file's trailing newline) or a
+  // character beyond printable ASCII could never arrive as written, and every request would get 401.
+  API_TOKEN: z.string().min(16, 'API_TOKEN must be at least 16 characters')
+    .regex(/^[\x21-\x7e]+$/, 'API_TOKEN must be printable ASCII without blanks (a trailing newline from a secret file?): no client could send it').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   HAPROXY_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
   HAPROXY_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(9).default(4),

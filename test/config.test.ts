@@ -139,6 +139,15 @@ describe('loadConfig', () => {
     expect(loadConfig({ API_TOKEN: 'x'.repeat(16) }).apiToken).toBe('x'.repeat(16))
   })
 
+  it('refuses an API_TOKEN no client could send (blanks, a trailing newline, beyond ASCII), without echoing it', () => {
+    for (const token of ['a-token-of-16-chars\n', 'a token of 16 chars', '\ta-token-of-16-chars', 'a-tökén-of-16-chars']) {
+      const { issues } = configError({ API_TOKEN: token })
+      expect(issues, JSON.stringify(token)).toEqual([expect.stringMatching(/^API_TOKEN: API_TOKEN must be printable ASCII without blanks/)])
+      expect(issues.join(' ')).not.toContain('16-ch')
+    }
+    expect(loadConfig({ API_TOKEN: 'hapctl_Ab-_~+/.=0123456789' }).apiToken).toBe('hapctl_Ab-_~+/.=0123456789')
+  })
+
   it('lists every problem in one ConfigError', () => {
     const err = configError({
       HAPROXY_RUNTIME_API: 'http://127.0.0.1:9999',
