@@ -16,6 +16,7 @@ import { ApiError, titleFor } from './errors.ts'
 import { registerAuth } from './plugins/auth.ts'
 import { registerSwagger } from './plugins/swagger.ts'
 import { registerShutdown } from './plugins/shutdown.ts'
+import { registerLinger } from './plugins/linger.ts'
 import { healthRoutes } from './routes/health.ts'
 import { backendRoutes } from './routes/backends.ts'
 import { mapRoutes } from './routes/maps.ts'
@@ -120,6 +121,8 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   // Before the documentation's routes too: the 405 handler and the body limits see every route.
   registerErrorHandler(app)
   registerBodyParsing(app)
+  // An answer sent before the body was read reaches the client instead of a reset.
+  registerLinger(app)
   await registerSwagger(app)
 
   const store = deps.store ?? await openStore(config.store)
