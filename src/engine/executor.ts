@@ -14,6 +14,7 @@
  * hapctl never strands half an operation; idle() says when the last one has answered. An operation
  * past its point of no return (a server deleted) is not interrupted: it can only be finished.
  */
+import { setMaxListeners } from 'node:events'
 import type { ExecuteOptions, Runtime } from '../runtime/client.ts'
 import { RuntimeAbortedError } from '../runtime/errors.ts'
 import type { DesiredStateStore } from './store/types.ts'
@@ -92,6 +93,9 @@ export class Executor {
     this.locks = opts.locks ?? new KeyedLock()
     this.#lockTimeoutMs = opts.lockTimeoutMs
     this.#logger = opts.logger
+    // Every lock wait and running operation listens to the one shutdown signal (and removes its
+    // listener when done): past Node's default of 10 it would warn of a leak under plain concurrency.
+    setMaxListeners(0, this.#shutdown.signal)
   }
 
   /** Called after every commit (applied or recorded with an unknown outcome): the reconciler, later the watch stream. */

@@ -154,6 +154,26 @@ describe('Executor.shutdown()', () => {
     expect(sent()).toEqual(['unpublish', 'del server', 'del backend'])
   })
 
+  it('lets any number of operations wait at once without a listener-leak warning', async () => {
+    const { executor } = setup()
+    const warnings: string[] = []
+    const onWarning = (w: Error): void => { warnings.push(w.name) }
+    process.on('warning', onWarning)
+    try {
+      let release: () => void = () => {}
+      const gate = new Promise<void>(resolve => { release = resolve })
+      const first = executor.locked({ target }, async () => { await gate })
+      const queued = Array.from({ length: 30 }, () => executor.locked({ target }, async () => {}))
+      await new Promise(resolve => setTimeout(resolve, 20))
+      release()
+      await Promise.all([first, ...queued])
+      await new Promise(resolve => setImmediate(resolve))
+    } finally {
+      process.off('warning', onWarning)
+    }
+    expect(warnings).toEqual([])
+  })
+
   it('idle() resolves at once when nothing runs', async () => {
     const { executor } = setup()
     await executor.idle()
