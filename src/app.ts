@@ -10,9 +10,9 @@ import { serializerCompiler } from '@fastify/type-provider-zod'
 import type { Config } from './config.ts'
 import { RuntimeClient } from './runtime/client.ts'
 import type { Runtime } from './runtime/client.ts'
-import { registerErrorHandler, sendProblem } from './plugins/error-handler.ts'
+import { registerErrorHandler, sendProblem, writeProblemToSocket } from './plugins/error-handler.ts'
 import { BODY_LIMITS, boundedValidatorCompiler, registerBodyParsing } from './plugins/body.ts'
-import { ApiError, titleFor } from './errors.ts'
+import { ApiError } from './errors.ts'
 import { registerAuth } from './plugins/auth.ts'
 import { registerSwagger } from './plugins/swagger.ts'
 import { registerShutdown } from './plugins/shutdown.ts'
@@ -89,13 +89,11 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
     clientErrorHandler: function (err: NodeJS.ErrnoException, socket) {
       if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return }
       // Node raises ERR_HTTP_REQUEST_TIMEOUT when headersTimeout or requestTimeout passes.
-      const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      const status = timedOut ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
-      const body = JSON.stringify(timedOut
-        ? { type: 'about:blank', title: titleFor(status), status, detail: 'the request was not received in time', code: 'HAPX_REQUEST_TIMEOUT' }
-        : { type: 'about:blank', title: titleFor(status), status, detail: 'the HTTP request could not be parsed', code: 'HAPX_BAD_HTTP_REQUEST' })
-      socket.end(`HTTP/1.1 ${status} ${titleFor(status)}\r\nContent-Type: application/problem+json; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+      writeProblemToSocket(socket, err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? ApiError.of('REQUEST_TIMEOUT', 'the request was not received in time')
+        : err.code === 'HPE_HEADER_OVERFLOW'
+          ? ApiError.of('HEADERS_TOO_LARGE', 'the request headers are larger than the server accepts')
+          : ApiError.of('BAD_HTTP_REQUEST', 'the HTTP request could not be parsed'))
     },
     // Errors raised before routing (a malformed URL, a too-long parameter) are problems too.
     frameworkErrors: function (err, request, reply) {

@@ -20,6 +20,7 @@ export const REASONS = {
   BAD_HTTP_REQUEST: 'The HTTP request could not be parsed.',
   INVALID_BODY: 'The body is not well-formed JSON, or not valid UTF-8, or holds text that cannot be stored exactly (a lone surrogate escape such as `\\ud800`).',
   BODY_TOO_COMPLEX: 'The JSON body nests deeper, or holds longer arrays, more members or more values, than the route can accept (or a map file has too many lines); nothing was parsed.',
+  HEADERS_TOO_LARGE: 'The request headers are larger than the server accepts (Node\'s limit, 16 KiB by default).',
   REQUEST_TIMEOUT: 'The client did not send its request headers, or its whole request, in time; the connection is closed.',
   BODY_TOO_LARGE: 'The body is larger than the route accepts (the README lists each route\'s limit).',
   UNSUPPORTED_MEDIA_TYPE: 'The body is neither application/json nor (where the route says so) text/plain, or its charset is not UTF-8.',

@@ -12,17 +12,31 @@ import { MAX_FIELD_ERRORS } from './body.ts'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
 
-export function sendProblem (reply: FastifyReply, request: FastifyRequest, err: ApiError): FastifyReply {
-  const body = {
+/** The RFC 9457 document of an error; `instance` is the request's URL when there is one. */
+export function problemBody (err: ApiError, instance?: string): Record<string, unknown> {
+  return {
     type: PROBLEM_TYPE_BASE + err.code.toLowerCase().replace(/^hapx_/, '').replace(/_/g, '-'),
     title: err.title,
     status: err.status,
     detail: err.message,
-    instance: request.url,
+    ...(instance === undefined ? {} : { instance }),
     code: err.code,
     ...err.extras
   }
-  return reply.code(err.status).type(PROBLEM_CONTENT_TYPE).send(body)
+}
+
+export function sendProblem (reply: FastifyReply, request: FastifyRequest, err: ApiError): FastifyReply {
+  return reply.code(err.status).type(PROBLEM_CONTENT_TYPE).send(problemBody(err, request.url))
+}
+
+/**
+ * For what Node's HTTP parser refuses before Fastify sees a request (a bad header, headers too large,
+ * a client too slow): the same document, written straight to the socket, which is then closed.
+ */
+export function writeProblemToSocket (socket: { end: (data: string) => void }, err: ApiError): void {
+  const body = JSON.stringify(problemBody(err))
+  socket.end(`HTTP/1.1 ${err.status} ${err.title}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
 
 /** Fastify's own refusals of a body, as reasons of the catalog. */

@@ -42,3 +42,31 @@ describe('405 Method Not Allowed', () => {
     expect(missing.json().code).toBe('HAPX_ROUTE_NOT_FOUND')
   })
 })
+
+describe("requests Node's HTTP parser refuses", () => {
+  /** Sends raw bytes on a new connection and returns everything the server wrote before closing. */
+  async function raw (port: number, bytes: string): Promise<string> {
+    const { connect } = await import('node:net')
+    return new Promise((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => { socket.write(bytes) })
+      let received = ''
+      socket.on('data', b => { received += b.toString('utf8') })
+      socket.on('close', () => resolve(received))
+      socket.on('error', reject)
+    })
+  }
+
+  it('get a problem document of the catalog: 400 for a malformed request, 431 for headers too large', async () => {
+    const a = await buildTestApp(fakeRuntime(() => new Error('nothing may be sent')))
+    await a.listen({ host: '127.0.0.1', port: 0 })
+    const { port } = a.server.address() as { port: number }
+    const bad = await raw(port, 'GET /health HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n')
+    expect(bad).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/)
+    expect(JSON.parse(bad.slice(bad.indexOf('\r\n\r\n') + 4))).toEqual({
+      type: 'https://hapctl.dev/problems/bad-http-request', title: 'Bad Request', status: 400, detail: 'the HTTP request could not be parsed', code: 'HAPX_BAD_HTTP_REQUEST'
+    })
+    const big = await raw(port, `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)
+    expect(big).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/)
+    expect(JSON.parse(big.slice(big.indexOf('\r\n\r\n') + 4))).toMatchObject({ status: 431, code: 'HAPX_HEADERS_TOO_LARGE', type: 'https://hapctl.dev/problems/headers-too-large' })
+  })
+})
