@@ -14,6 +14,9 @@ export const API_VERSION = '0.1.0'
 
 type Json = Record<string, any>
 
+/** Descriptions of the success statuses (titleFor names the error statuses only). */
+const SUCCESS_DESCRIPTIONS: Readonly<Record<string, string>> = { 200: 'OK', 201: 'Created', 204: 'No Content' }
+
 /**
  * Finishing touches the generator cannot express: error responses are `application/problem+json`
  * (RFC 9457), response descriptions say what the status means instead of "Default Response", and
@@ -22,7 +25,7 @@ type Json = Record<string, any>
  */
 export function polishDocument (doc: Json): Json {
   for (const [path, item] of Object.entries<Json>(doc.paths ?? {})) {
-    for (const op of Object.values<Json>(item)) {
+    for (const [method, op] of Object.entries<Json>(item)) {
       const scope = requirementOf(path.replace(/\{([^}]+)\}/g, ':$1'), op.operationId)
       if (scope !== 'open') {
         op['x-hapctl-scope'] = scope
@@ -31,10 +34,13 @@ export function polishDocument (doc: Json): Json {
           : `Scope: \`${scope}\`${scope === 'admin' ? '' : ' (or `admin`)'}.`
         op.description = op.description === undefined ? needs : `${op.description}\n\n${needs}`
       }
-      if (op.requestBody !== undefined) {
-        // Fastify itself answers these for any route with a body (body limit, content-type parsers).
+      // Fastify reads a body on these methods whether the route takes one or not: its limit (413) and
+      // its content type (415) are checked before the handler.
+      if (op.requestBody !== undefined || ['post', 'put', 'patch', 'delete'].includes(method)) {
         op.responses['413'] ??= { description: '', content: { 'application/json': { schema: { $ref: '#/components/schemas/Problem' } } } }
         op.responses['415'] ??= { description: '', content: { 'application/json': { schema: { $ref: '#/components/schemas/Problem' } } } }
+      }
+      if (op.requestBody !== undefined) {
         // A body taken as JSON or as text/plain is one zod union; each media type gets its own branch.
         // (Both media types may share one object, so new ones are built from the union first.)
         const content: Json | undefined = op.requestBody.content
@@ -47,7 +53,7 @@ export function polishDocument (doc: Json): Json {
         }
       }
       for (const [status, response] of Object.entries<Json>(op.responses ?? {})) {
-        if (response.description === 'Default Response' || response.description === '') response.description = titleFor(Number(status))
+        if (response.description === 'Default Response' || response.description === '') response.description = SUCCESS_DESCRIPTIONS[status] ?? titleFor(Number(status))
         const json = response.content?.['application/json']
         if (json?.schema?.$ref === '#/components/schemas/Problem') {
           response.content = { 'application/problem+json': json }

@@ -28,11 +28,11 @@ export const CreateBackendSchema = z.object({
   servers: z.array(CreateServerSchema).max(1000).optional()
     .refine(list => list === undefined || new Set(list.map(s => s.name)).size === list.length, 'server names must be unique')
     .describe('Servers to add before publishing; backend and servers are created all or nothing')
-}).strict().meta({ id: 'CreateBackend' })
+}).strict().meta({ id: 'CreateBackend', example: { name: 'mybackend1', from: 'mydefaults' } })
 
 export const PatchBackendSchema = z.object({
   published: z.boolean()
-}).strict().meta({ id: 'PatchBackend' })
+}).strict().meta({ id: 'PatchBackend', example: { published: true } })
 
 export const BackendParamsSchema = z.object({ name: NameSchema })
 

@@ -77,7 +77,7 @@ export const CreateServerSchema = z.object({
       if (v[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: 'needs "ssl": true' })
     }
   }
-}).meta({ id: 'CreateServer' })
+}).meta({ id: 'CreateServer', example: { name: 'app1', address: '127.0.0.1', port: 8082, check: true, inter: '1s' } })
 
 export type CreateServerInput = z.output<typeof CreateServerSchema>
 
@@ -88,7 +88,7 @@ export const PatchServerSchema = z.object({
   port: int(SERVER_LIMITS.port).optional(),
   healthChecks: z.boolean().optional().describe('Enable or disable its configured health checks'),
   agentChecks: z.boolean().optional().describe('Enable or disable its configured agent check')
-}).strict().refine(v => Object.values(v).some(x => x !== undefined), 'give at least one field').meta({ id: 'PatchServer' })
+}).strict().refine(v => Object.values(v).some(x => x !== undefined), 'give at least one field').meta({ id: 'PatchServer', example: { state: 'drain' } })
 
 export type PatchServerInput = z.output<typeof PatchServerSchema>
 
