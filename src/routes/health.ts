@@ -28,8 +28,9 @@ export const healthRoutes: FastifyPluginAsyncZod<{ runtime: Runtime }> = async f
       tags: ['health'],
       summary: 'The hapctl process is running',
       operationId: 'getHealth',
+      description: '503 (`HAPX_SHUTTING_DOWN`) once hapctl is stopping.',
       security: [],
-      response: { 200: HealthSchema }
+      response: { 200: HealthSchema, 503: ProblemSchema }
     }
   }, async function () {
     return { status: 'ok' as const }
