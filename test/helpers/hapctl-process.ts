@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs'
 import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { onTestFinished } from 'vitest'
@@ -49,7 +49,43 @@ function kib (status: string, field: string): number {
   return m === null ? 0 : Number(m[1]) * 1024
 }
 
+/**
+ * Whether process `pid` holds the listening TCP socket of `port` on 127.0.0.1: the port comes from
+ * freePort() and is bound a second later, so another test's process may have taken it meanwhile, and
+ * a /health answer alone would then come from that process.
+ */
+export function listensOn (pid: number, port: number): boolean {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0')
+  const inodes = new Set<string>()
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = ''
+    try { text = readFileSync(table, 'utf8') } catch { continue }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/)
+      if (f[1]?.endsWith(`:${hexPort}`) === true && f[3] === '0A') inodes.add(f[9] as string)
+    }
+  }
+  let fds: string[] = []
+  try { fds = readdirSync(`/proc/${pid}/fd`) } catch { return false }
+  return fds.some(fd => {
+    try { return inodes.has(/^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1] ?? '') } catch { return false }
+  })
+}
+
 export async function startHapctl (opts: StartHapctlOptions = {}): Promise<HapctlProcess> {
+  // A port someone else took between freePort() and the bind: try another one.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(opts)
+    } catch (err) {
+      if (!(err instanceof PortTaken) || attempt === 3) throw err
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function startOnce (opts: StartHapctlOptions): Promise<HapctlProcess> {
   const port = opts.env?.PORT !== undefined ? Number(opts.env.PORT) : await freePort()
   const env = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
@@ -97,11 +133,19 @@ export async function startHapctl (opts: StartHapctlOptions = {}): Promise<Hapct
   if (opts.waitReady === false) return proc
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000)
   for (;;) {
-    if (done) throw new Error(`hapctl exited before it was ready:\n${out}`)
+    if (done) {
+      if (opts.env?.PORT === undefined && out.includes('EADDRINUSE')) throw new PortTaken(out)
+      throw new Error(`hapctl exited before it was ready:\n${out}`)
+    }
     try {
       const res = await fetch(`${proc.url}/health`, { signal: AbortSignal.timeout(1000) })
-      if (res.status === 200) return proc
-    } catch {}
+      if (res.status === 200) {
+        if (listensOn(proc.pid, port)) return proc
+        if (opts.env?.PORT === undefined) { await kill(); throw new PortTaken(`port ${port} answered, but not from hapctl ${proc.pid}`) }
+      }
+    } catch (err) {
+      if (err instanceof PortTaken) throw err
+    }
     if (Date.now() > deadline) {
       await kill()
       throw new Error(`hapctl did not answer /health within ${opts.readyTimeoutMs ?? 20_000} ms:\n${out}`)
