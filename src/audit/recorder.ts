@@ -47,6 +47,15 @@ export type AuditRecorderOptions = {
 }
 
 const DAY_MS = 86_400_000
+/**
+ * Refusals of requests without a valid token (401) are kept up to a tenth of the trail: they cost a
+ * client nothing (answered before the body is read), and without a limit of their own a flood of
+ * them would push out the entries of real writes.
+ */
+export function unauthenticatedLimit (maxEntries: number): number {
+  return Math.max(100, Math.floor(maxEntries / 10))
+}
+
 /** Also prune after this many appended entries, so that a burst cannot outgrow maxEntries by much. */
 const PRUNE_EVERY = 1000
 /** Entries kept in memory for another try when appends fail; older ones are dropped (and were logged). */
@@ -144,7 +153,7 @@ export class AuditRecorder {
       this.#sincePrune = 0
       try {
         const olderThan = new Date(Date.now() - this.#o.retentionDays * DAY_MS)
-        const deleted = await this.#o.store.pruneAudit({ olderThan, maxEntries: this.#o.maxEntries })
+        const deleted = await this.#o.store.pruneAudit({ olderThan, maxEntries: this.#o.maxEntries, maxUnauthenticated: unauthenticatedLimit(this.#o.maxEntries) })
         if (deleted > 0) this.#o.logger?.info({ deleted, retentionDays: this.#o.retentionDays, maxEntries: this.#o.maxEntries }, 'audit entries pruned')
       } catch (err) {
         this.#o.logger?.error({ err }, 'could not prune the audit trail')

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
 import { MemoryStore } from '../../src/engine/store/memory.ts'
 import type { AuditRecord } from '../../src/engine/store/types.ts'
-import { AuditRecorder } from '../../src/audit/recorder.ts'
+import { AuditRecorder, unauthenticatedLimit } from '../../src/audit/recorder.ts'
 import type { AuditContext } from '../../src/audit/recorder.ts'
 import { recordingRuntime } from '../../src/audit/recording-runtime.ts'
 import type { Runtime } from '../../src/runtime/client.ts'
@@ -139,5 +139,17 @@ describe('AuditRecorder', () => {
     for (let i = 0; i < 1000; i++) busy.record(audit(`b${i}`, { at: new Date().toISOString() })).catch(() => {})
     await busy.close()
     expect((await store.listAudit({ limit: 10 })).items.map(e => e.requestId)).toEqual(['b999', 'b998', 'b997'])
+  })
+
+  it('a flood of unauthenticated refusals cannot push the entries of real writes out', async () => {
+    const store = new MemoryStore()
+    const recorder = new AuditRecorder({ store, retentionDays: 2, maxEntries: 1000 })
+    const now = (): string => new Date().toISOString()
+    await recorder.record(audit('write', { at: now(), status: 204, actor: 'deployer' }))
+    for (let i = 0; i < 3000; i++) recorder.record(audit(`anon${i}`, { at: now(), status: 401 })).catch(() => {})
+    await recorder.close()
+    const kept = (await store.listAudit({ limit: 1000 })).items
+    expect(kept.map(e => e.requestId)).toContain('write')
+    expect(kept.filter(e => e.status === 401).length).toBeLessThanOrEqual(unauthenticatedLimit(1000))
   })
 })

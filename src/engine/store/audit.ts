@@ -3,7 +3,7 @@
  * entry of a page: its time and id), and the checks made on queries, so that both stores answer the
  * same pages.
  */
-import type { AuditEntry, AuditQuery, AuditRecord } from './types.ts'
+import type { AuditEntry, AuditPruneLimits, AuditQuery, AuditRecord } from './types.ts'
 
 export const AUDIT_PAGE_MAX = 1000
 
@@ -69,9 +69,13 @@ export function checkAuditRecords (entries: readonly AuditRecord[]): void {
   }
 }
 
-export function checkPruneLimits (limits: { olderThan: Date, maxEntries: number }): void {
+export function checkPruneLimits (limits: AuditPruneLimits): void {
   if (!(limits.olderThan instanceof Date) || Number.isNaN(limits.olderThan.getTime())) throw new AuditQueryError('pruneAudit: olderThan is not a valid time')
-  if (!Number.isSafeInteger(limits.maxEntries) || limits.maxEntries < 0) throw new AuditQueryError(`pruneAudit: maxEntries must be an integer >= 0, got ${limits.maxEntries}`)
+  for (const key of ['maxEntries', 'maxUnauthenticated'] as const) {
+    const v = limits[key]
+    if (v === undefined && key === 'maxUnauthenticated') continue
+    if (!Number.isSafeInteger(v) || (v as number) < 0) throw new AuditQueryError(`pruneAudit: ${key} must be an integer >= 0, got ${String(v)}`)
+  }
 }
 
 /** Newest first: by time, then by id (entries appended in one batch share a millisecond). */

@@ -7,7 +7,7 @@
  * an existing key keeps its place, a new key goes last, exactly the store's ordering rule.
  */
 import type {
-  AuditEntry, AuditPage, AuditQuery, AuditRecord, CommitMeta, DesiredBackend, DesiredChange, DesiredMap, DesiredServer, DesiredState, DesiredStateStore,
+  AuditEntry, AuditPage, AuditPruneLimits, AuditQuery, AuditRecord, CommitMeta, DesiredBackend, DesiredChange, DesiredMap, DesiredServer, DesiredState, DesiredStateStore,
   RevisionRecord, StaticServerSettings
 } from './types.ts'
 import { checkAuditQuery, checkAuditRecords, checkPruneLimits, newestFirst, pageOf } from './audit.ts'
@@ -212,12 +212,18 @@ export class MemoryStore implements DesiredStateStore {
     return pageOf(matching.slice(0, q.limit + 1), q.limit)
   }
 
-  async pruneAudit (limits: { olderThan: Date, maxEntries: number }): Promise<number> {
+  async pruneAudit (limits: AuditPruneLimits): Promise<number> {
     this.#open()
     checkPruneLimits(limits)
     const before = this.#audit.length
     const olderThan = limits.olderThan.toISOString()
-    const kept = this.#audit.filter(e => e.at >= olderThan)
+    let kept = this.#audit.filter(e => e.at >= olderThan)
+    if (limits.maxUnauthenticated !== undefined) {
+      // Appended in id order: the last maxUnauthenticated 401s are the ones kept.
+      const unauthenticated = kept.filter(e => e.status === 401)
+      const drop = new Set(unauthenticated.slice(0, Math.max(0, unauthenticated.length - limits.maxUnauthenticated)))
+      kept = kept.filter(e => !drop.has(e))
+    }
     this.#audit = kept.slice(Math.max(0, kept.length - limits.maxEntries))
     return before - this.#audit.length
   }

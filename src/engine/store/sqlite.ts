@@ -23,7 +23,7 @@ import type { StoreSync } from './types.ts'
 import { dirname, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import type {
-  AuditEntry, AuditPage, AuditQuery, AuditRecord, CommitMeta, DesiredBackend, DesiredChange, DesiredMap, DesiredMapEntry, DesiredServer, DesiredState,
+  AuditEntry, AuditPruneLimits, AuditPage, AuditQuery, AuditRecord, CommitMeta, DesiredBackend, DesiredChange, DesiredMap, DesiredMapEntry, DesiredServer, DesiredState,
   DesiredStateStore, RevisionRecord, ServerSpec, StaticServerSettings
 } from './types.ts'
 import type { ServerAdminState } from '../../runtime/commands/index.ts'
@@ -134,6 +134,8 @@ const MIGRATIONS: readonly string[] = [
   -- index without a sort, with or without a target.
   CREATE INDEX audit_at ON audit (at);
   CREATE INDEX audit_target ON audit (target_kind, target_id, at);
+  -- Unauthenticated refusals are pruned apart (their own, smaller limit).
+  CREATE INDEX audit_unauthenticated ON audit (id) WHERE status = 401;
   `
 ]
 
@@ -203,7 +205,7 @@ export class SqliteStore implements DesiredStateStore {
   readonly #load: Database.Transaction<() => DesiredState>
   readonly #getMap: Database.Transaction<(name: string) => DesiredMap | undefined>
   readonly #appendAudit: Database.Transaction<(entries: readonly AuditRecord[]) => void>
-  readonly #pruneAudit: Database.Transaction<(olderThan: string, maxEntries: number) => number>
+  readonly #pruneAudit: Database.Transaction<(olderThan: string, maxEntries: number, maxUnauthenticated: number | undefined) => number>
   /** One prepared statement per combination of filters (at most 8). */
   readonly #auditQueries = new Map<string, Database.Statement>()
 
@@ -231,8 +233,10 @@ export class SqliteStore implements DesiredStateStore {
           JSON.stringify(e.commands), e.commandsOmitted, e.outcome, e.status, e.code, e.revision, e.durationMs)
       }
     })
-    this.#pruneAudit = db.transaction((olderThan: string, maxEntries: number) =>
-      this.#s.auditPruneAge.run(olderThan).changes + this.#s.auditPruneCount.run(maxEntries).changes)
+    this.#pruneAudit = db.transaction((olderThan: string, maxEntries: number, maxUnauthenticated: number | undefined) =>
+      this.#s.auditPruneAge.run(olderThan).changes +
+      (maxUnauthenticated === undefined ? 0 : this.#s.auditPruneUnauthenticated.run(maxUnauthenticated).changes) +
+      this.#s.auditPruneCount.run(maxEntries).changes)
   }
 
   /**
@@ -382,9 +386,9 @@ export class SqliteStore implements DesiredStateStore {
     return pageOf((statement.all(params) as AuditRow[]).map(auditEntryOf), q.limit)
   }
 
-  async pruneAudit (limits: { olderThan: Date, maxEntries: number }): Promise<number> {
+  async pruneAudit (limits: AuditPruneLimits): Promise<number> {
     checkPruneLimits(limits)
-    return this.#pruneAudit.immediate(limits.olderThan.toISOString(), limits.maxEntries)
+    return this.#pruneAudit.immediate(limits.olderThan.toISOString(), limits.maxEntries, limits.maxUnauthenticated)
   }
 
   async close (): Promise<void> {
@@ -546,7 +550,8 @@ function prepare (db: Sql) {
       commands_omitted, outcome, status, code, revision, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     auditPruneAge: q('DELETE FROM audit WHERE at < ?'),
     // The oldest beyond the newest N, by id (append order); OFFSET N finds the newest one to delete.
-    auditPruneCount: q('DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?)')
+    auditPruneCount: q('DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?)'),
+    auditPruneUnauthenticated: q('DELETE FROM audit WHERE status = 401 AND id <= (SELECT id FROM audit WHERE status = 401 ORDER BY id DESC LIMIT 1 OFFSET ?)')
   }
 }
 

@@ -121,6 +121,8 @@ export type RevisionRecord = CommitMeta & {
  * (HAProxy answered with a refusal; the commands after it were not sent), `unknown` (it went out, or
  * may have, and no verdict came: a timeout or a cut connection).
  */
+export type AuditPruneLimits = { readonly olderThan: Date, readonly maxEntries: number, readonly maxUnauthenticated?: number | undefined }
+
 export type AuditCommandResult = 'ok' | 'refused' | 'unknown' | 'interrupted'
 
 /** One command as the audit trail keeps it: its text exactly as sent, a payload summarised. */
@@ -229,7 +231,12 @@ export interface DesiredStateStore {
   appendAudit (entries: readonly AuditRecord[]): Promise<void>
   /** Entries newest first (by time, then id), filtered, one page at a time. */
   listAudit (query: AuditQuery): Promise<AuditPage>
-  /** Deletes entries before `olderThan`, then the oldest beyond `maxEntries`; how many were deleted. */
-  pruneAudit (limits: { readonly olderThan: Date, readonly maxEntries: number }): Promise<number>
+  /**
+   * Deletes entries before `olderThan`, then the oldest unauthenticated refusals (status 401) beyond
+   * `maxUnauthenticated` (default: no such limit), then the oldest of all beyond `maxEntries`; how
+   * many were deleted. The separate limit is what keeps a flood of requests without a token (cheap:
+   * refused before the body is read) from pushing the trail of real writes out.
+   */
+  pruneAudit (limits: AuditPruneLimits): Promise<number>
   close (): Promise<void>
 }

@@ -620,6 +620,17 @@ export function storeContract (open: () => Promise<DesiredStateStore>): void {
       expect(items[0]?.id).toBeGreaterThan(before)
     })
 
+    it('prunes unauthenticated refusals (401) beyond their own limit first, whatever their age', async () => {
+      const store = await fresh()
+      const status = (i: number): number => i % 3 === 0 ? 200 : 401
+      await store.appendAudit(Array.from({ length: 12 }, (_, i) => audit(`r${i}`, { at: at(i + 1), status: status(i) })))
+      // r0 r3 r6 r9 are writes; the eight others are 401s, of which the last three stay.
+      expect(await store.pruneAudit({ olderThan: new Date(at(0)), maxEntries: 1000, maxUnauthenticated: 3 })).toBe(5)
+      expect(await allPages(store, { limit: 20 })).toEqual(['r11', 'r10', 'r9', 'r8', 'r6', 'r3', 'r0'])
+      expect(await store.pruneAudit({ olderThan: new Date(at(0)), maxEntries: 1000 })).toBe(0)
+      await expect(store.pruneAudit({ olderThan: new Date(at(0)), maxEntries: 1000, maxUnauthenticated: -1 })).rejects.toThrow(/maxUnauthenticated/)
+    })
+
     it('is not desired state: no revision', async () => {
       const store = await fresh()
       await store.appendAudit([audit('a')])
