@@ -65,7 +65,7 @@ export const MAP_SCOPE_PREFIX = 'maps:write:'
  * Characters of a map glob: those of a map name (src/runtime/validation.ts MAP_NAME_PATTERN, `#` for
  * `#<id>`), plus `*` (any run of characters but `/`) and `?` (one character but `/`).
  */
-const GLOB_PATTERN = /^[A-Za-z0-9_.:/@+~=#*?-]{1,1024}$/
+export const GLOB_PATTERN = /^[A-Za-z0-9_.:/@+~=#*?-]{1,1024}$/
 
 /** Why a scope string is not one this service knows, or undefined when it is. */
 export function scopeProblem (scope: string): string | undefined {

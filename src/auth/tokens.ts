@@ -21,6 +21,8 @@ export type Principal = { readonly name: string, readonly scopes: readonly strin
 
 /** The name API_TOKEN's principal goes by (in the audit trail); a token in the file cannot take it. */
 export const API_TOKEN_NAME = 'api-token'
+/** A token's name, as logs and the audit trail show it. */
+export const TOKEN_NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.@:-]{0,63}$/
 
 /** Tokens the mint script hands out are 32 random bytes; shorter secrets are refused there. */
 export const MIN_TOKEN_LENGTH = 32
@@ -35,7 +37,7 @@ export function hashToken (token: string): string {
 const digestOf = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest()
 
 const TokenSchema = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.@:-]{0,63}$/,
+  name: z.string().regex(TOKEN_NAME_PATTERN,
     "letters, digits, '_', '.', '@', ':' and '-', starting with a letter, digit or '_', at most 64 characters"),
   hash: z.string().regex(/^sha256:[0-9a-f]{64}$/, "must be 'sha256:' and 64 lowercase hex digits (npm run token prints it)"),
   scopes: z.array(z.string().max(1100).superRefine((s, ctx) => {

@@ -1,7 +1,9 @@
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
-import { hashToken, parseTokensFile } from '../../src/auth/tokens.ts'
+import { readFileSync } from 'node:fs'
+import { TOKEN_NAME_PATTERN, hashToken, parseTokensFile } from '../../src/auth/tokens.ts'
+import { FIXED_SCOPES, GLOB_PATTERN } from '../../src/auth/scopes.ts'
 import { nodeCommand } from '../helpers/node.ts'
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/token.mjs', import.meta.url))
@@ -55,5 +57,13 @@ describe('scripts/token.mjs', () => {
       const scopes = args.filter(a => !a.startsWith('--')).slice(1)
       if (!args[0]?.startsWith('--')) expect(() => parseTokensFile(JSON.stringify({ tokens: [{ name, hash: hashToken('t'.repeat(40)), scopes }] }))).toThrow()
     }
+  })
+
+  it('has the same rules as hapctl (it copies them to stay plain Node): names, scopes, globs', () => {
+    const source = readFileSync(SCRIPT, 'utf8')
+    const constant = (name: string): string => new RegExp(`^const ${name} = (.*)$`, 'm').exec(source)?.[1] ?? `no const ${name}`
+    expect(constant('NAME')).toBe(String(TOKEN_NAME_PATTERN))
+    expect(constant('GLOB')).toBe(String(GLOB_PATTERN))
+    expect(JSON.parse(constant('FIXED').replace(/'/g, '"'))).toEqual(FIXED_SCOPES)
   })
 })
