@@ -38,8 +38,6 @@ const EndpointSchema = z.string().transform((value, ctx) => {
   }
 })
 
-const BooleanSchema = z.enum(['true', 'false', '1', '0', 'yes', 'no'], "must be 'true' or 'false'").transform(v => ['true', '1', 'yes'].includes(v))
-
 /** 127.0.0.0/8, ::1, localhost (and their IPv4-mapped form): reachable from this machine only. */
 export function isLoopback (host: string): boolean {
   const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1')
@@ -82,7 +80,7 @@ export const ConfigSchema = z.object({
   /** Scoped tokens (names, hashes, scopes), re-read when it changes or on SIGHUP. */
   HAPCTL_TOKENS_FILE: z.string().min(1).optional(),
   /** Listening on a non-loopback address with no token at all is refused unless this says so. */
-  HAPCTL_ALLOW_UNAUTHENTICATED: BooleanSchema.default(false),
+  HAPCTL_ALLOW_UNAUTHENTICATED: z.stringbool().default(false),
   /** How long a client has to send its request headers. */
   HAPCTL_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(10_000),
   /** How long a client has to send a whole request, body included (a 64 MiB map file on a slow link). */
