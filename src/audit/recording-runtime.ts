@@ -37,6 +37,12 @@ export function sentCommands (commands: readonly Command<unknown>[], err?: unkno
     // Only a `wait` is ever interrupted (src/runtime/client.ts): those before it ran, nothing after it went out.
     return commands.slice(0, err.index + 1).map((command, i) => ({ command, result: i < err.index ? 'ok' : 'interrupted' }))
   }
+  if ((err instanceof RuntimeTimeoutError || err instanceof RuntimeProtocolError) && err.position !== undefined) {
+    // The client says how far it got: those with a reply ran, the one in flight may have.
+    const { done, inFlight } = err.position
+    return commands.slice(0, done + (inFlight ? 1 : 0)).map((command, i) => ({ command, result: i < done ? 'ok' : 'unknown' }))
+  }
+  // From a runtime that does not say where it stopped: every command with the verb in flight may have gone out.
   if ((err instanceof RuntimeTimeoutError || err instanceof RuntimeProtocolError) && err.verb !== undefined) {
     const first = commands.findIndex(c => c.verb === err.verb)
     if (first === -1) return []

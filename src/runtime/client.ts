@@ -284,7 +284,15 @@ export class RuntimeClient implements Runtime {
         const c = current()
         return c === undefined || c === 'preamble' ? undefined : c.verb
       }
-      const session = this.#session<unknown[]>(deadline, timeoutMs, currentVerb, resolve, reject)
+      // A failure without a verdict says how far the sequence got (the audit trail lists exactly what went out).
+      const stopped = (err: Error): void => {
+        if (err instanceof RuntimeTimeoutError || err instanceof RuntimeProtocolError) {
+          const c = current()
+          err.position = { done: results.length, inFlight: c !== undefined && c !== 'preamble' && !internal.has(c) }
+        }
+        reject(err)
+      }
+      const session = this.#session<unknown[]>(deadline, timeoutMs, currentVerb, resolve, stopped)
       const { socket } = session
       socket.setNoDelay(true)
       const finish = (err: Error | undefined): void => session.finish(err ?? { value: results })

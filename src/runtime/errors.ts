@@ -35,9 +35,18 @@ export class RuntimeUnavailableError extends RuntimeError {
 }
 
 /** No complete reply before the deadline (a stalled HAProxy, a full `stats maxconn`, a long `wait`). */
+/**
+ * Where a sequence stopped without a verdict: `done` commands got their reply; `inFlight` says whether
+ * the next one had been sent (it may have run) or not (the client was still on its own preamble).
+ * Commands after it were never sent.
+ */
+export type Position = { readonly done: number, readonly inFlight: boolean }
+
 export class RuntimeTimeoutError extends RuntimeError {
   readonly verb: string | undefined
   readonly timeoutMs: number
+  /** Set by the client: where the sequence stopped (see {@link Position}). */
+  position: Position | undefined
   constructor (timeoutMs: number, verb?: string) {
     super(RuntimeErrorCode.TIMEOUT,
       verb === undefined
@@ -52,6 +61,8 @@ export class RuntimeTimeoutError extends RuntimeError {
 export class RuntimeProtocolError extends RuntimeError {
   readonly verb: string | undefined
   readonly reply: string | undefined
+  /** Set by the client: where the sequence stopped (see {@link Position}). */
+  position: Position | undefined
   constructor (message: string, opts: { verb?: string, reply?: string, cause?: unknown } = {}) {
     super(RuntimeErrorCode.PROTOCOL, message, { cause: opts.cause })
     this.verb = opts.verb

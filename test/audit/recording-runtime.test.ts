@@ -72,6 +72,24 @@ describe('recordingRuntime', () => {
     expect(texts(reports)).toEqual([['set server b/s1 state maint=ok', 'set server b/s2 state maint=ok', 'wait 60000ms srv-removable b/s1=interrupted']])
   })
 
+  it('no verdict, from a client that says where it stopped: exactly those sent (the one in flight unknown)', async () => {
+    const timeout = new RuntimeTimeoutError(5000, 'set server state')
+    timeout.position = { done: 0, inFlight: true }
+    const first = setup(timeout)
+    await expect(first.runtime.execute([a, b, c])).rejects.toThrow(RuntimeTimeoutError)
+    expect(texts(first.reports)).toEqual([['set server b/s1 state maint=unknown']])
+    const cut = new RuntimeProtocolError('cut', { verb: 'del server' })
+    cut.position = { done: 2, inFlight: true }
+    const later = setup(cut)
+    await expect(later.runtime.execute([a, b, c])).rejects.toThrow(RuntimeProtocolError)
+    expect(texts(later.reports)).toEqual([['set server b/s1 state maint=ok', 'set server b/s2 state maint=ok', 'del server b/s1=unknown']])
+    const early = new RuntimeTimeoutError(5000)
+    early.position = { done: 0, inFlight: false }
+    const none = setup(early)
+    await expect(none.runtime.execute([a, b])).rejects.toThrow(RuntimeTimeoutError)
+    expect(none.reports).toEqual([])
+  })
+
   it('failures before any command went out report nothing', async () => {
     for (const err of [new RuntimeUnavailableError('tcp://x:1', 'ECONNREFUSED'), new RuntimeTimeoutError(5000), new RuntimeArgumentError('x', 'bad')]) {
       const { runtime, reports } = setup(err)

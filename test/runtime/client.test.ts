@@ -156,6 +156,8 @@ describe('deadlines', () => {
     const elapsed = Date.now() - started
     expect(err).toBeInstanceOf(RuntimeTimeoutError)
     expect(err).toMatchObject({ verb: 'publish backend', timeoutMs: 300, code: 'RUNTIME_TIMEOUT' })
+    // Where it stopped: one reply received, the second command sent and unanswered, the third never sent.
+    expect(err).toMatchObject({ position: { done: 1, inFlight: true } })
     expect(elapsed).toBeGreaterThanOrEqual(250)
     expect(elapsed).toBeLessThan(10_000)
     await waitFor(() => fake.open === 0)
