@@ -65,7 +65,11 @@ declare module 'fastify' {
 /** A route without a body schema takes at most a small flat object (some clients send `{}` with DELETE). */
 export const NO_BODY_SHAPE: JsonShapeLimits = { maxDepth: 1, maxItems: [16], maxKeys: [16], maxValues: 64 }
 
-/** Unknown keys tolerated per object by the scan, so that zod can name them (it refuses them anyway). */
+/**
+ * Unknown keys tolerated per object by the scan, so that zod can name them (it refuses them anyway);
+ * also the members of an object, or the items of an array, where the schema has the other kind of
+ * container: a wrong type is zod's to name ("expected array"), not a body "too complex".
+ */
 const KEY_SLACK = 8
 /** Values tolerated over the schema's own maximum (the unknown keys above, a few wrong types). */
 const VALUE_SLACK = 64
@@ -109,7 +113,7 @@ function shapeOf (node: unknown, defs: Record<string, unknown>, seen: ReadonlySe
   if (s.type === 'array' || s.items !== undefined) {
     const item = shapeOf(s.items, defs, seen)
     const n = typeof s.maxItems === 'number' ? s.maxItems : UNBOUNDED_ARRAY_ITEMS
-    return { depth: 1 + item.depth, values: 1 + n * item.values, items: [n, ...item.items], keys: [0, ...item.keys] }
+    return { depth: 1 + item.depth, values: 1 + n * item.values, items: [n, ...item.items], keys: [KEY_SLACK, ...item.keys] }
   }
   if (s.type === 'object' || s.properties !== undefined) {
     const props = Object.values((s.properties ?? {}) as Record<string, unknown>).map(p => shapeOf(p, defs, seen))
@@ -117,7 +121,7 @@ function shapeOf (node: unknown, defs: Record<string, unknown>, seen: ReadonlySe
     return {
       depth: 1 + inner.depth,
       values: 1 + props.reduce((sum, p) => sum + 1 + p.values, 0),
-      items: [0, ...inner.items],
+      items: [KEY_SLACK, ...inner.items],
       keys: [props.length + KEY_SLACK, ...inner.keys]
     }
   }

@@ -18,24 +18,24 @@ const LOOSE: JsonShapeLimits = { maxDepth: 4, maxItems: [10, 10, 10, 10], maxKey
 describe('jsonShapeLimits: the largest body each schema accepts', () => {
   it('PUT /maps/{map}/entries: one array of at most MAX_REPLACE_ENTRIES objects of two strings', () => {
     expect(jsonShapeLimits(ReplaceBodySchema)).toEqual({
-      maxDepth: 2, maxItems: [MAX_REPLACE_ENTRIES, 0], maxKeys: [0, 2 + 8], maxValues: 1 + MAX_REPLACE_ENTRIES * 5 + 64
+      maxDepth: 2, maxItems: [MAX_REPLACE_ENTRIES, 8], maxKeys: [8, 2 + 8], maxValues: 1 + MAX_REPLACE_ENTRIES * 5 + 64
     })
   })
 
   it('PATCH /maps/{map}/entries: at most 100,000 changes', () => {
-    expect(jsonShapeLimits(PatchBodySchema)).toMatchObject({ maxDepth: 2, maxItems: [100_000, 0], maxKeys: [0, 10] })
+    expect(jsonShapeLimits(PatchBodySchema)).toMatchObject({ maxDepth: 2, maxItems: [100_000, 8], maxKeys: [8, 10] })
   })
 
   it('POST /backends: an object whose servers array holds at most 1,000 flat objects', () => {
     const limits = jsonShapeLimits(CreateBackendSchema)
     expect(limits.maxDepth).toBe(3)
-    expect(limits.maxItems).toEqual([0, 1000, 0])
+    expect(limits.maxItems).toEqual([8, 1000, 8])
     expect(limits.maxKeys[0]).toBe(5 + 8)
     expect(limits.maxKeys[2]).toBeGreaterThanOrEqual(16)
   })
 
   it('a flat object body', () => {
-    expect(jsonShapeLimits(PatchServerSchema)).toMatchObject({ maxDepth: 1, maxItems: [0], maxKeys: [6 + 8] })
+    expect(jsonShapeLimits(PatchServerSchema)).toMatchObject({ maxDepth: 1, maxItems: [8], maxKeys: [6 + 8] })
   })
 })
 
@@ -61,6 +61,16 @@ describe('scanJson', () => {
     expect(scanJson(bytes('[[0]]'), small)).toMatchObject({ message: expect.stringContaining('an array at depth 2 has more than 0 items') })
     expect(scanJson(bytes('[{"a":1,"b":2}]'), small)).toBeUndefined()
     expect(scanJson(bytes('[{"a":1,"b":2,"c":3}]'), small)).toMatchObject({ message: expect.stringContaining('an object at depth 2 has more than 2 members') })
+  })
+
+  it('lets a container of the wrong kind through to validation, which names the field', async () => {
+    const backend = jsonShapeLimits(CreateBackendSchema)
+    expect(scanJson(bytes('{"name":"b","from":"d","servers":{"a":1}}'), backend)).toBeUndefined()
+    expect(scanJson(bytes('{"name":"b","from":"d","servers":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9}}'), backend)?.reason).toBe('BODY_TOO_COMPLEX')
+    const app = await buildTestApp(fakeRuntime(() => new Error('nothing may be sent')))
+    const res = await app.inject({ method: 'POST', url: '/backends', payload: { name: 'b', from: 'mydefaults', servers: { a: 1 } } })
+    expect(res.statusCode).toBe(400)
+    expect(res.json()).toMatchObject({ code: 'HAPX_VALIDATION_FAILED', errors: [{ field: 'body.servers' }] })
   })
 
   it('counts every value, keys included', () => {
