@@ -28,6 +28,9 @@ FROM node:24-bookworm-slim
 # HOST=0.0.0.0 makes the API reachable from outside the container, so hapctl refuses to start without
 # authentication: pass API_TOKEN (one admin token) or mount a tokens file and set HAPCTL_TOKENS_FILE
 # (scoped tokens). HAPCTL_ALLOW_UNAUTHENTICATED=true opts out, with a warning at start.
+# docker stop sends SIGKILL after 10 s by default, before HAPCTL_SHUTDOWN_GRACE_MS (30 s) is over:
+# stop it with `docker stop -t 35` (Compose: stop_grace_period; Kubernetes: terminationGracePeriodSeconds).
+STOPSIGNAL SIGTERM
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=5555 HAPCTL_STORE=/app/data/hapctl.db HAPCTL_STATE_FILE=/app/state/state.json
 WORKDIR /app
 # The group that owns HAProxy's admin socket must include this user when the socket is mounted.
