@@ -4,6 +4,7 @@
  * with a fake runtime.
  * @see https://fastify.dev/docs/latest/Guides/Testing/
  */
+import { randomUUID } from 'node:crypto'
 import Fastify from 'fastify'
 import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from 'fastify'
 import { serializerCompiler } from '@fastify/type-provider-zod'
@@ -78,6 +79,9 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
     },
     // src/plugins/shutdown.ts answers requests that arrive during a stop with a problem document.
     return503OnClosing: false,
+    // Request ids are in the logs and the audit trail, which outlive a process: Fastify's own
+    // (req-1, req-2, …) start again at every start.
+    genReqId: () => randomUUID(),
     routerOptions: {
       ignoreTrailingSlash: true,
       // Names may be 128 characters and map keys 1024 bytes (3 × that URL-encoded); Fastify's default

@@ -91,6 +91,12 @@ describe('what is recorded', () => {
     const entries = await trail(app)
     expect(entries.map(e => [e.method, e.path])).toEqual([['PATCH', '/backends/webservers'], ['PATCH', '/backends/webservers']])
     expect(new Set(entries.map(e => e.requestId)).size).toBe(2)
+    // Not Fastify's counter (req-1, req-2, …), which starts again with every process.
+    const again = await buildTestApp(haproxy(), { API_TOKEN: SECRET })
+    expect((await again.inject({ method: 'PATCH', url: '/backends/webservers', headers: AUTH, payload: { published: false } })).statusCode).toBe(200)
+    const [next] = await trail(again)
+    expect(next?.requestId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/)
+    expect(entries.map(e => e.requestId)).not.toContain(next?.requestId)
   })
 
   it('refusals before anything is sent: 401, validation (400), unknown route (404), with nothing sent', async () => {
