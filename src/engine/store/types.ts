@@ -171,7 +171,12 @@ export type AuditRecord = {
   readonly durationMs: number | null
 }
 
-/** An audit entry as listed: the record and its id (strictly increasing in append order). */
+/**
+ * An audit entry as listed: the record and its id, unique and never reused. In one process ids grow
+ * in append order; a store shared by several hapctl replicas (a sequence under concurrent
+ * transactions) and `at` (each replica's clock) give no commit order: a reader following the trail
+ * with `since` re-reads an overlapping window rather than trusting either.
+ */
 export type AuditEntry = AuditRecord & { readonly id: number }
 
 export type AuditQuery = {
