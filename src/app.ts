@@ -17,6 +17,7 @@ import { ApiError } from './errors.ts'
 import { registerAuth } from './plugins/auth.ts'
 import { registerSwagger } from './plugins/swagger.ts'
 import { registerShutdown } from './plugins/shutdown.ts'
+import { registerStalledReaders } from './plugins/stalled-readers.ts'
 import { registerLinger } from './plugins/linger.ts'
 import { healthRoutes } from './routes/health.ts'
 import { backendRoutes } from './routes/backends.ts'
@@ -123,6 +124,8 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   // Before the documentation's routes too: the 405 handler and the body limits see every route.
   registerErrorHandler(app)
   registerBodyParsing(app)
+  // An answer the client takes no byte of for as long as a whole request may take: the connection ends.
+  registerStalledReaders(app, config.requestTimeoutMs)
   // An answer sent before the body was read reaches the client instead of a reset.
   registerLinger(app)
   await registerSwagger(app)

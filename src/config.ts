@@ -83,7 +83,10 @@ export const ConfigSchema = z.object({
   HAPCTL_ALLOW_UNAUTHENTICATED: z.stringbool().default(false),
   /** How long a client has to send its request headers. */
   HAPCTL_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(10_000),
-  /** How long a client has to send a whole request, body included (a 64 MiB map file on a slow link). */
+  /**
+   * How long a client has to send a whole request, body included (a 64 MiB map file on a slow link);
+   * also how long it may take no byte of an answer before its connection ends.
+   */
   HAPCTL_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1000).max(3_600_000).default(120_000),
   /** How long an idle keep-alive connection stays open. */
   HAPCTL_KEEPALIVE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process'
 import { request } from 'node:http'
 import { connect } from 'node:net'
 import type { Socket } from 'node:net'
-import { writeFileSync } from 'node:fs'
+import { readdirSync, readlinkSync, writeFileSync } from 'node:fs'
 import { setTimeout as delay } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startHaproxy, waitFor } from '../helpers/haproxy.ts'
@@ -226,4 +226,45 @@ describe('stalled clients', () => {
     }
     expect(held.find(s => s.kind === 'partial headers')?.received).toContain('"code":"HAPX_REQUEST_TIMEOUT"')
   }, 60_000)
+
+  it('that ask for a large answer and read none of it are cut too; a client that keeps reading gets all of it', async () => {
+    const p = await startHapctl({ env: { HAPROXY_RUNTIME_API: h.runtimeApi, LOG_LEVEL: 'warn', HAPCTL_REQUEST_TIMEOUT_MS: '2000', HAPCTL_HEADERS_TIMEOUT_MS: '1000' } })
+    // A page of 10,000 long entries: 20 MB, far more than the socket buffers take in before the client reads.
+    const keep = await mapNow()
+    const lines = Array.from({ length: 10_000 }, (_, i) => `/${String(i).padStart(5, '0')}${'k'.repeat(1000)} ${'v'.repeat(1000)}`)
+    expect((await send(p.url, 'PUT', ENTRIES, 'text/plain', lines.join('\n') + '\n')).status).toBe(200)
+    const path = `${ENTRIES}?limit=10000`
+    const sockets = (): number => readdirSync(`/proc/${p.pid}/fd`).filter(fd => {
+      try { return readlinkSync(`/proc/${p.pid}/fd/${fd}`).startsWith('socket:') } catch { return false }
+    }).length
+    const before = sockets()
+
+    const readers = await Promise.all(Array.from({ length: 10 }, async () => {
+      const s = await stall(p.port, 'reads nothing', `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`)
+      s.socket.pause()
+      return s
+    }))
+    const heldAt = Date.now()
+    await delay(500)
+    expect(sockets()).toBeGreaterThan(before)
+    // Without a timeout on sending, these stay open (and their answers in memory) for as long as the clients like.
+    await waitFor(async () => sockets(), n => n <= before, { timeoutMs: 45_000, intervalMs: 100 })
+    console.log(`10 clients reading nothing of a ${(lines.join('\n').length / MiB).toFixed(0)} MiB answer: cut after ${Date.now() - heldAt} ms`)
+    for (const s of readers) s.socket.destroy()
+
+    // A slow reader that keeps reading is not cut: it gets the whole answer.
+    const whole = await new Promise<string>((resolve, reject) => {
+      const chunks: Buffer[] = []
+      const req = request(`${p.url}${path}`, { agent: false }, res => {
+        res.on('data', (c: Buffer) => { chunks.push(c); res.pause(); setTimeout(() => res.resume(), 2) })
+        res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+        res.on('error', reject)
+      })
+      req.on('error', reject)
+      req.end()
+    })
+    expect(JSON.parse(whole).items).toHaveLength(10_000)
+    expect((await fetch(`${p.url}/health`)).status).toBe(200)
+    expect((await send(p.url, 'PUT', ENTRIES, 'text/plain', keep.split('\n').filter(l => l !== '').map(l => l.split(' ').slice(1).join(' ')).join('\n') + '\n')).status).toBe(200)
+  }, 90_000)
 })
