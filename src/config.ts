@@ -60,7 +60,10 @@ export const ConfigSchema = z.object({
     .regex(/^[\x21-\x7e]+$/, 'API_TOKEN must be printable ASCII without blanks (a trailing newline from a secret file?): no client could send it').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   HAPROXY_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
-  HAPROXY_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(9).default(4),
+  // The reconciler opens as many of its own, and HAProxy serves 10 connections per stats socket
+  // (`stats maxconn`): the 11th connects and hangs. So 2 × this must stay within 10.
+  HAPROXY_MAX_CONNECTIONS: z.coerce.number().int().min(1)
+    .max(5, 'at most 5: the reconciler opens as many of its own, and HAProxy serves 10 connections per stats socket (the 11th hangs)').default(4),
   /**
    * Where the desired state is kept: a SQLite file (created with its folder when missing; a relative
    * path is relative to the working directory), or `memory`, which loses everything when hapctl
