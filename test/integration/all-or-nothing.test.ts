@@ -81,7 +81,11 @@ async function mapContent (): Promise<string[]> {
 
 /** Removes `aon` from HAProxy and from the desired state, whatever is left of it. */
 async function removeAon (): Promise<void> {
-  const res = await call('DELETE', '/backends/aon?force=true')
+  let res = await call('DELETE', '/backends/aon?force=true')
+  // Seen once in ~10 full runs: `del backend aon` answered only stray notices of the servers just deleted
+  // ("Server deleted." ×3) without its own last line, so the cleanup answered 409 `left` (what becomes of
+  // the backend then is the reconciler's). The cleanup is not what this file tests: one more try.
+  if (res.status === 409) res = await call('DELETE', '/backends/aon?force=true')
   if (res.status === 204 || res.status === 404) return
   throw new Error(`cleanup: DELETE /backends/aon answered ${res.status} ${JSON.stringify(res.body)}`)
 }
