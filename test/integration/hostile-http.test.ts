@@ -184,7 +184,7 @@ describe('stalled clients', () => {
     ['idle keep-alive', 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n', 1000]
   ]
 
-  it('are cut after the timeouts, and cannot starve /health even when they take every file descriptor', async () => {
+  it('are cut after the timeouts, so /health answers again even when they took every file descriptor', async () => {
     const timeouts = { HAPCTL_HEADERS_TIMEOUT_MS: '1000', HAPCTL_REQUEST_TIMEOUT_MS: '2000', HAPCTL_KEEPALIVE_TIMEOUT_MS: '1000' }
     const p = await startHapctl({ env: { HAPROXY_RUNTIME_API: h.runtimeApi, LOG_LEVEL: 'warn', ...timeouts } })
     // A few hundred connections are enough to take every descriptor of a process limited to 256
