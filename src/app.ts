@@ -19,6 +19,7 @@ import { registerSwagger } from './plugins/swagger.ts'
 import { registerShutdown } from './plugins/shutdown.ts'
 import { registerStalledReaders } from './plugins/stalled-readers.ts'
 import { registerLinger } from './plugins/linger.ts'
+import { registerLargeBodies } from './plugins/large-bodies.ts'
 import { healthRoutes } from './routes/health.ts'
 import { backendRoutes } from './routes/backends.ts'
 import { mapRoutes } from './routes/maps.ts'
@@ -126,6 +127,8 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   registerBodyParsing(app)
   // An answer the client takes no byte of for as long as a whole request may take: the connection ends.
   registerStalledReaders(app, config.requestTimeoutMs)
+  // A few whole-map replaces at once, not as many as clients send (each costs hundreds of MB).
+  registerLargeBodies(app, { max: config.maxLargeBodies, waitMs: config.lockTimeoutMs })
   // An answer sent before the body was read reaches the client instead of a reset.
   registerLinger(app)
   await registerSwagger(app)

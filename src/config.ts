@@ -93,6 +93,8 @@ export const ConfigSchema = z.object({
   HAPCTL_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1000).max(3_600_000).default(120_000),
   /** How long an idle keep-alive connection stays open. */
   HAPCTL_KEEPALIVE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
+  /** Large bodies (over 1 MiB: whole-map replaces) received and handled at once; more wait, then 503. */
+  HAPCTL_MAX_LARGE_BODIES: z.coerce.number().int().min(1).max(64).default(2),
   /** How long a write waits for another one on the same object before answering 503 (BUSY). */
   HAPCTL_LOCK_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(15_000),
   /**
@@ -151,6 +153,7 @@ export const ConfigSchema = z.object({
   requestTimeoutMs: env.HAPCTL_REQUEST_TIMEOUT_MS,
   keepAliveTimeoutMs: env.HAPCTL_KEEPALIVE_TIMEOUT_MS,
   lockTimeoutMs: env.HAPCTL_LOCK_TIMEOUT_MS,
+  maxLargeBodies: env.HAPCTL_MAX_LARGE_BODIES,
   shutdownGraceMs: env.HAPCTL_SHUTDOWN_GRACE_MS ?? Math.max(DEFAULT_SHUTDOWN_GRACE_MS, 2 * env.HAPROXY_TIMEOUT_MS + SHUTDOWN_MARGIN_MS),
   audit: { retentionDays: env.HAPCTL_AUDIT_RETENTION_DAYS, maxEntries: env.HAPCTL_AUDIT_MAX_ENTRIES }
 }))

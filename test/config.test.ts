@@ -35,6 +35,7 @@ describe('loadConfig', () => {
       requestTimeoutMs: 120_000,
       keepAliveTimeoutMs: 5000,
       lockTimeoutMs: 15_000,
+      maxLargeBodies: 2,
       shutdownGraceMs: 30_000,
       audit: { retentionDays: 90, maxEntries: 1_000_000 }
     })
@@ -60,6 +61,7 @@ describe('loadConfig', () => {
       HAPCTL_REQUEST_TIMEOUT_MS: '60000',
       HAPCTL_KEEPALIVE_TIMEOUT_MS: '1000',
       HAPCTL_LOCK_TIMEOUT_MS: '2000',
+      HAPCTL_MAX_LARGE_BODIES: '3',
       HAPCTL_SHUTDOWN_GRACE_MS: '20000',
       HAPCTL_AUDIT_RETENTION_DAYS: '7',
       HAPCTL_AUDIT_MAX_ENTRIES: '5000'
@@ -81,6 +83,7 @@ describe('loadConfig', () => {
       requestTimeoutMs: 60_000,
       keepAliveTimeoutMs: 1000,
       lockTimeoutMs: 2000,
+      maxLargeBodies: 3,
       shutdownGraceMs: 20_000,
       audit: { retentionDays: 7, maxEntries: 5000 }
     })
