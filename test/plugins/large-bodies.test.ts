@@ -67,5 +67,11 @@ describe('large bodies at once', () => {
     expect(next.json().code).not.toBe('HAPX_LARGE_BODIES_BUSY')
     b.socket.destroy()
     await b.answer
+    // Slots are given back when an answer is sent over a real connection too: more large bodies than
+    // slots, one after the other, never wait.
+    for (let i = 0; i < 4; i++) {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'PUT', headers: { 'content-type': 'text/plain' }, body: '/a b\n'.repeat(300_000) })
+      expect((await res.json()).code).not.toBe('HAPX_LARGE_BODIES_BUSY')
+    }
   })
 })
