@@ -39,6 +39,9 @@ import { openStore } from './engine/store/index.ts'
 import type { DesiredStateStore } from './engine/store/types.ts'
 import { importLegacyStateFile } from './engine/legacy-import.ts'
 
+/** What a caller's x-request-id may be: no blank, no control character, nothing a log or a header could be split at. */
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/
+
 export type AppDeps = {
   config: Config
   /** Defaults to a RuntimeClient for config.runtimeApi. */
@@ -82,8 +85,12 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
     // src/plugins/shutdown.ts answers requests that arrive during a stop with a problem document.
     return503OnClosing: false,
     // Request ids are in the logs and the audit trail, which outlive a process: Fastify's own
-    // (req-1, req-2, …) start again at every start.
-    genReqId: () => randomUUID(),
+    // (req-1, req-2, …) start again at every start. A caller's `x-request-id` is kept, so that one
+    // id follows a request across services, when it is a plain token that cannot forge a log line.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id']
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+    },
     routerOptions: {
       ignoreTrailingSlash: true,
       // Names may be 128 characters and map keys 1024 bytes (3 × that URL-encoded); Fastify's default
@@ -129,6 +136,8 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   registerStalledReaders(app, config.requestTimeoutMs)
   // A few whole-map replaces at once, not as many as clients send (each costs hundreds of MB).
   registerLargeBodies(app, { max: config.maxLargeBodies, waitMs: config.lockTimeoutMs })
+  // Every answer says which request it answers (the id of the logs and the audit trail).
+  app.addHook('onSend', async (request, reply) => { reply.header('x-request-id', request.id) })
   // An answer sent before the body was read reaches the client instead of a reset.
   registerLinger(app)
   await registerSwagger(app)

@@ -289,3 +289,20 @@ describe('when the audit trail cannot be written', () => {
     expect(entries.map(e => e.commands[0]?.text)).toEqual(['publish backend webservers', 'unpublish backend webservers'])
   })
 })
+
+describe('request ids', () => {
+  it("keep a caller's plain x-request-id, replace anything else with a UUID, and echo it on every answer", async () => {
+    const app = await buildTestApp(haproxy(), { API_TOKEN: SECRET })
+    const given = await app.inject({ method: 'PATCH', url: '/backends/webservers', headers: { ...AUTH, 'x-request-id': 'deploy-42.step:3' }, payload: { published: true } })
+    expect(given.headers['x-request-id']).toBe('deploy-42.step:3')
+    const [entry] = await trail(app)
+    expect(entry?.requestId).toBe('deploy-42.step:3')
+    for (const hostile of ['two words', 'x'.repeat(129), 'a\u00e9', '']) {
+      const res = await app.inject({ method: 'GET', url: '/health', headers: { 'x-request-id': hostile } })
+      expect(res.headers['x-request-id']).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/)
+    }
+    const refused = await app.inject({ method: 'DELETE', url: '/backends/webservers' })
+    expect(refused.statusCode).toBe(401)
+    expect(refused.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/)
+  })
+})
