@@ -93,6 +93,18 @@ export type ProblemExtras = {
   requiredScope?: string
 }
 
+/**
+ * Retry-After (seconds, RFC 9110 §10.2.3) of the 503s a client should simply retry: a lock wait that
+ * ran out clears when the operation ahead finishes; so do the large bodies ahead; a stopping hapctl is
+ * back (or replaced) after a restart.
+ */
+const RETRY_AFTER_S: Partial<Record<Reason, number>> = { BUSY: 1, LARGE_BODIES_BUSY: 1, SHUTTING_DOWN: 5 }
+
+/** The Retry-After of a problem code, when its reason has one. */
+export function retryAfterOf (code: string): number | undefined {
+  return RETRY_AFTER_S[code.replace(/^HAPX_/, '') as Reason]
+}
+
 /** An error as the HTTP layer sends it: status, stable code, human detail and extras. */
 export class ApiError extends Error {
   readonly status: number

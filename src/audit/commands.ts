@@ -29,7 +29,7 @@ export function auditCommand (text: string, result: AuditCommandResult, payload?
   if (payload === undefined) return { text: clip(text, MAX_TEXT_CHARS), result }
   const newline = payload.indexOf('\n')
   let lines = 0
-  for (let i = payload.indexOf('\n'); i !== -1; i = payload.indexOf('\n', i + 1)) lines++
+  for (let i = newline; i !== -1; i = payload.indexOf('\n', i + 1)) lines++
   return {
     text: clip(text, MAX_TEXT_CHARS),
     result,

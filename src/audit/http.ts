@@ -21,12 +21,11 @@ const OUTCOMES: ReadonlySet<string> = new Set(['applied', 'refused', 'undone', '
 const MAX_PATH = 2048
 
 /**
- * The token's name when one authenticated the request (the auth plugin decorates the request with
- * `principal`), null otherwise: no authentication configured, or a request it refused.
+ * The token's name when one authenticated the request (src/plugins/auth.ts sets `principal`), null
+ * otherwise: no authentication configured, or a request it refused.
  */
 export function actorOf (request: FastifyRequest): string | null {
-  const name = (request as { principal?: { name?: unknown } }).principal?.name
-  return typeof name === 'string' ? name : null
+  return request.principal?.name ?? null
 }
 
 const clip = (s: string): string => s.length <= MAX_PATH ? s : `${s.slice(0, MAX_PATH)}…`

@@ -5,9 +5,11 @@
  * - success: every command, `ok`;
  * - a refusal (RuntimeCommandError, with the index of the refused command): those before it `ok`, it
  *   `refused`; the client sent nothing after it;
- * - no verdict after a command went out (a timeout or a cut connection naming a verb): those before
- *   the first command with that verb `ok`, the commands from it up to the last one with that verb
- *   `unknown` (the one in flight is among them), none after it (the client sends one at a time);
+ * - an interrupted `wait` (RuntimeAbortedError, with its index): those before it `ok`, it `interrupted`;
+ * - no verdict after a command went out (a timeout or a cut connection): the client says where it
+ *   stopped (`position`): those with a reply `ok`, the one in flight `unknown`, none after it (the
+ *   client sends one at a time); from a runtime that does not say, every command from the first to
+ *   the last with the verb in flight is `unknown`;
  * - failures before any command went out (unreachable, a timeout waiting for a connection, an
  *   argument refused by a builder): nothing.
  * Reads are dropped (see ./commands.ts).
@@ -53,38 +55,30 @@ export function sentCommands (commands: readonly Command<unknown>[], err?: unkno
 }
 
 export function recordingRuntime (inner: Runtime, sink: CommandSink): Runtime {
-  const report = (done: (commands: AuditCommand[]) => void, sent: Sent[]): void => {
-    const kept = sent.filter(s => !isRead(s.command.verb))
-    if (kept.length === 0) return
-    done(kept.map(s => auditCommand(s.command.text, s.result, (s.command as Partial<PayloadCommand<unknown>>).payload)))
+  /** Runs one call of the inner runtime and reports what it sent, however it ended. */
+  const tracked = async <T>(commands: readonly Command<unknown>[], call: () => Promise<T>): Promise<T> => {
+    const done = sink()
+    const report = (sent: Sent[]): void => {
+      const kept = sent.filter(s => !isRead(s.command.verb))
+      if (kept.length > 0) done(kept.map(s => auditCommand(s.command.text, s.result, (s.command as Partial<PayloadCommand<unknown>>).payload)))
+    }
+    try {
+      const result = await call()
+      report(sentCommands(commands))
+      return result
+    } catch (err) {
+      report(sentCommands(commands, err))
+      throw err
+    }
   }
   const runtime: Runtime = {
-    execute: async (commands, options?: ExecuteOptions) => {
-      const done = sink()
-      try {
-        const results = await inner.execute(commands, options)
-        report(done, sentCommands(commands))
-        return results
-      } catch (err) {
-        report(done, sentCommands(commands, err))
-        throw err
-      }
-    },
+    execute: async (commands, options?: ExecuteOptions) => await tracked(commands, async () => await inner.execute(commands, options)),
     close: async () => { await inner.close() }
   }
   const executePayload = inner.executePayload?.bind(inner)
   if (executePayload !== undefined) {
-    runtime.executePayload = async <T>(command: PayloadCommand<T>, options?: ExecuteOptions): Promise<T> => {
-      const done = sink()
-      try {
-        const result = await executePayload(command, options)
-        report(done, sentCommands([command]))
-        return result
-      } catch (err) {
-        report(done, sentCommands([command], err))
-        throw err
-      }
-    }
+    runtime.executePayload = async <T>(command: PayloadCommand<T>, options?: ExecuteOptions): Promise<T> =>
+      await tracked([command], async () => await executePayload(command, options))
   }
   return runtime
 }

@@ -6,7 +6,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from '@fastify/type-provider-zod'
-import { ApiError, PROBLEM_TYPE_BASE, asApiError } from '../errors.ts'
+import { ApiError, PROBLEM_TYPE_BASE, asApiError, retryAfterOf } from '../errors.ts'
 import type { Reason } from '../engine/outcomes.ts'
 import { MAX_FIELD_ERRORS } from './body.ts'
 
@@ -26,6 +26,8 @@ export function problemBody (err: ApiError, instance?: string): Record<string, u
 }
 
 export function sendProblem (reply: FastifyReply, request: FastifyRequest, err: ApiError): FastifyReply {
+  const retryAfter = retryAfterOf(err.code)
+  if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter))
   return reply.code(err.status).type(PROBLEM_CONTENT_TYPE).send(problemBody(err, request.url))
 }
 

@@ -67,7 +67,6 @@ export function registerLargeBodies (app: FastifyInstance, opts: { max: number, 
     try {
       release = await slots.acquire(opts.waitMs)
     } catch {
-      reply.header('retry-after', '1')
       return sendProblem(reply, request, ApiError.of('LARGE_BODIES_BUSY',
         `${opts.max} large bodies (over 1 MiB) are being received or handled already; retry (HAPCTL_MAX_LARGE_BODIES)`))
     }

@@ -12,17 +12,8 @@
 import type { FastifyInstance } from 'fastify'
 import type { Executor } from '../engine/executor.ts'
 import type { Reconciler } from '../engine/reconciler.ts'
-import { OperationError } from '../engine/outcomes.ts'
-import type { Reason } from '../engine/outcomes.ts'
 import { ApiError } from '../errors.ts'
 import { sendProblem } from './error-handler.ts'
-
-/**
- * Retry-After (seconds, RFC 9110 §10.2.3) of the 503s a client should simply retry: a lock wait that
- * ran out clears when the operation ahead finishes; a stopping hapctl is back (or replaced) after a
- * restart.
- */
-const RETRY_AFTER_S: Partial<Record<Reason, number>> = { BUSY: 1, SHUTTING_DOWN: 5 }
 
 export function registerShutdown (app: FastifyInstance, deps: { executor: Executor, reconciler: Reconciler }): void {
   const { executor, reconciler } = deps
@@ -30,7 +21,7 @@ export function registerShutdown (app: FastifyInstance, deps: { executor: Execut
   // with Retry-After, not Fastify's own 503 body (app.ts turns return503OnClosing off for this).
   app.addHook('onRequest', async (request, reply) => {
     if (!executor.closing) return
-    reply.header('retry-after', String(RETRY_AFTER_S.SHUTTING_DOWN)).header('connection', 'close')
+    reply.header('connection', 'close')
     return sendProblem(reply, request, ApiError.of('SHUTTING_DOWN', 'hapctl is stopping and takes no new request; retry once it is back'))
   })
   app.addHook('preClose', async () => {
@@ -42,9 +33,5 @@ export function registerShutdown (app: FastifyInstance, deps: { executor: Execut
   // the HTTP server's close (and the exit) until the client drops it (seconds).
   app.addHook('onSend', async (_request, reply) => {
     if (executor.closing) reply.header('connection', 'close')
-  })
-  app.addHook('onError', async (_request, reply, err) => {
-    const seconds = err instanceof OperationError ? RETRY_AFTER_S[err.reason] : undefined
-    if (seconds !== undefined) reply.header('retry-after', String(seconds))
   })
 }
