@@ -433,13 +433,10 @@ export class Reconciler {
     const opts = (kind: string, id: string, lock: string) => ({ target: { kind, id }, lock, actor: 'reconciler', runtime: this.#o.runtime })
     // Nothing was committed since the pass read the store: its view of every object is current.
     const unchanged = async (): Promise<boolean> => await store.revision() === revision
-    const throwIfFailed = (outcome: { kind: string, error?: Error }): void => {
-      if (outcome.kind !== 'applied' && outcome.error !== undefined) throw outcome.error
-    }
     switch (item.kind) {
       case 'create-backend': {
         const b = item.backend
-        const { outcome, value } = await executor.run(opts('backend', b.name, `backend:${b.name}`), async (): Promise<Plan> => {
+        return await executor.perform(opts('backend', b.name, `backend:${b.name}`), async (): Promise<Plan> => {
           if (!await unchanged()) {
             const now = await store.getBackend(b.name)
             const servers = await store.getServers(b.name)
@@ -447,12 +444,10 @@ export class Reconciler {
           }
           return { target: { kind: 'backend', id: b.name }, action: 'reconcile', steps: this.#createSteps(item) }
         }, async o => o.applied.length === 0 ? 'changed' : createdLine(item))
-        throwIfFailed(outcome)
-        return value
       }
       case 'fix-backend': {
         const { name, fixes } = item
-        const { outcome, value } = await executor.run(opts('backend', name, `backend:${name}`), async (): Promise<Plan> => {
+        return await executor.perform(opts('backend', name, `backend:${name}`), async (): Promise<Plan> => {
           if (!await unchanged()) {
             const now = item.snapshot.backend === undefined ? undefined : await store.getBackend(name)
             const servers = await store.getServers(name)
@@ -462,22 +457,18 @@ export class Reconciler {
           if (fixes.publish !== undefined) steps.push(commandStep([fixes.publish ? cmd.publishBackend(name) : cmd.unpublishBackend(name)]))
           return { target: { kind: 'backend', id: name }, action: 'reconcile', steps }
         }, async o => o.applied.length === 0 ? 'changed' : `backend/${name}: ${fixes.what.concat(fixes.publish === undefined ? [] : [fixes.publish ? 'published' : 'unpublished']).join(', ')}`)
-        throwIfFailed(outcome)
-        return value
       }
       case 'fix-static': {
         const s = item.settings
-        const { outcome, value } = await executor.run(opts('static-server', `${s.backend}/${s.name}`, `backend:${s.backend}`), async (): Promise<Plan> => {
+        return await executor.perform(opts('static-server', `${s.backend}/${s.name}`, `backend:${s.backend}`), async (): Promise<Plan> => {
           const current = await unchanged() || sameJson(await store.getStaticServer(s.backend, s.name), s)
           return { target: { kind: 'static-server', id: `${s.backend}/${s.name}` }, action: current ? 'reconcile' : 'stale', steps: current ? item.steps : [] }
         }, async o => o.applied.length === 0 ? 'changed' : `static-server/${s.backend}/${s.name}: ${settingsText(s)}`)
-        throwIfFailed(outcome)
-        return value
       }
       case 'map': {
         const m = item.map
         let stale = false
-        const { outcome, value } = await executor.run(opts('map', m.name, `map:${m.name}`), async (): Promise<Plan> => {
+        return await executor.perform(opts('map', m.name, `map:${m.name}`), async (): Promise<Plan> => {
           if (!await unchanged()) {
             const now = await store.getMap(m.name)
             if (now === undefined || !sameEntries(now.entries, m.entries)) {
@@ -500,12 +491,10 @@ export class Reconciler {
             }]
           }
         }, async o => stale ? 'changed' : o.applied.length === 0 ? undefined : `map/${m.name}: ${m.entries.length} entries loaded`)
-        throwIfFailed(outcome)
-        return value
       }
       case 'remove-backend': {
         const name = item.name
-        const { outcome, value } = await executor.run(opts('backend', name, `backend:${name}`), async (): Promise<Plan> => {
+        return await executor.perform(opts('backend', name, `backend:${name}`), async (): Promise<Plan> => {
           if (await store.getBackend(name) !== undefined) return { target: { kind: 'backend', id: name }, action: 'stale', steps: [] }
           const [servers] = await this.#o.runtime.execute([cmd.showServersState(name)])
           const steps: Step[] = [commandStep([cmd.unpublishBackend(name)])]
@@ -520,8 +509,6 @@ export class Reconciler {
           })
           return { target: { kind: 'backend', id: name }, action: 'reconcile', steps }
         }, async o => o.applied.length === 0 ? 'changed' : `backend/${name}: removed (no longer desired)`)
-        throwIfFailed(outcome)
-        return value
       }
     }
   }
