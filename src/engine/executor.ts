@@ -136,7 +136,7 @@ export class Executor {
   /** Runs `fn` under the target's lock, for reads that must not interleave with a write (and for the reconciler). */
   async locked<T> (opts: RunOptions, fn: () => Promise<T>): Promise<T> {
     const refused = (reason: 'BUSY' | 'SHUTTING_DOWN', message: string): OperationError =>
-      new OperationError(reason, message, { outcome: 'refused', state: { target: opts.target, outcome: 'refused', applied: [], undone: [], left: [] } })
+      new OperationError(reason, message, { outcome: 'refused', state: refusedState(opts.target) })
     if (this.closing) throw refused('SHUTTING_DOWN', 'hapctl is stopping and takes no new operation; retry once it is back')
     const keys = [...new Set(typeof opts.lock === 'string' ? [opts.lock] : opts.lock ?? [`${opts.target.kind}:${opts.target.id}`])].sort()
     const timeoutMs = opts.lockTimeoutMs ?? this.#lockTimeoutMs
@@ -174,7 +174,7 @@ export class Executor {
         } catch (err) {
           // Nothing was applied: a planner only reads. Say so, as every failed write does.
           const error = toOperationError(err)
-          throw error.outcome !== undefined ? error : error.extend({ outcome: 'refused', state: { target: opts.target, outcome: 'refused', applied: [], undone: [], left: [] } })
+          throw error.outcome !== undefined ? error : error.extend({ outcome: 'refused', state: refusedState(opts.target) })
         }
         return await this.#runPlan(ctx, { runtime }, interruption, plan, opts, then)
       } finally {
@@ -341,13 +341,7 @@ export class Executor {
     if (kind === 'left') {
       this.#logger?.warn({ target: plan.target, left, undoErrors }, 'a failed operation left HAProxy changed')
       if (kept) {
-        for (const l of this.#leftListeners) {
-          try {
-            l(plan)
-          } catch (err) {
-            this.#logger?.warn({ err }, 'a listener of operations left half-done failed')
-          }
-        }
+        this.#notify(this.#leftListeners, plan, 'a listener of operations left half-done failed')
       }
     }
     const outcome = error.outcome === undefined || error.outcome === 'applied' ? kind : error.outcome
@@ -363,16 +357,25 @@ export class Executor {
   async #record (plan: Plan, opts: RunOptions, outcome: 'applied' | 'unknown'): Promise<number> {
     const actor = opts.actor ?? 'api'
     const revision = await this.store.commit(plan.changes ?? [], { actor, action: plan.action, target: plan.target, requestId: opts.requestId })
-    const event = { revision, plan, actor, outcome }
-    for (const l of this.#listeners) {
+    this.#notify(this.#listeners, { revision, plan, actor, outcome }, 'a commit listener failed')
+    return revision
+  }
+
+  /** Calls every listener; one that throws is logged, and the others still run. */
+  #notify<E> (listeners: ReadonlySet<(event: E) => void>, event: E, failure: string): void {
+    for (const l of listeners) {
       try {
         l(event)
       } catch (err) {
-        this.#logger?.warn({ err }, 'a commit listener failed')
+        this.#logger?.warn({ err }, failure)
       }
     }
-    return revision
   }
+}
+
+/** The state of a failure before anything was applied. */
+function refusedState (target: Target): Record<string, unknown> {
+  return { target, outcome: 'refused', applied: [], undone: [], left: [] }
 }
 
 /**

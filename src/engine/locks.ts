@@ -6,14 +6,10 @@
  * instead of waiting n × the runtime timeout.
  */
 export class LockTimeoutError extends Error {
-  readonly key: string
-  readonly waitedMs: number
   constructor (key: string, waitedMs: number) {
     const i = key.indexOf(':')
     super(`another operation on ${i === -1 ? key : `${key.slice(0, i)} '${key.slice(i + 1)}'`} did not finish within ${waitedMs} ms`)
     this.name = 'LockTimeoutError'
-    this.key = key
-    this.waitedMs = waitedMs
   }
 }
 

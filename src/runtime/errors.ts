@@ -34,7 +34,6 @@ export class RuntimeUnavailableError extends RuntimeError {
   }
 }
 
-/** No complete reply before the deadline (a stalled HAProxy, a full `stats maxconn`, a long `wait`). */
 /**
  * Where a sequence stopped without a verdict: `done` commands got their reply; `inFlight` says whether
  * the next one had been sent (it may have run) or not (the client was still on its own preamble).
@@ -42,6 +41,7 @@ export class RuntimeUnavailableError extends RuntimeError {
  */
 export type Position = { readonly done: number, readonly inFlight: boolean }
 
+/** No complete reply before the deadline (a stalled HAProxy, a full `stats maxconn`, a long `wait`). */
 export class RuntimeTimeoutError extends RuntimeError {
   readonly verb: string | undefined
   readonly timeoutMs: number

@@ -2,6 +2,7 @@
  * GET /audit: the audit trail of writes (src/audit/). Entries are written by hapctl, never by clients.
  */
 import { z } from 'zod'
+import { AUDIT_PAGE_MAX } from '../engine/store/audit.ts'
 
 export const AUDIT_TARGET_PATTERN = /^(backend|server|map):(.+)$/
 
@@ -10,7 +11,7 @@ export const AuditQuerySchema = z.object({
     .describe('Only entries about this object: `backend:web`, `server:web/s1`, `map:virt@paths.map` (exact; a backend\'s entries do not include its servers\')'),
   since: z.iso.datetime({ offset: true }).optional().describe('Only entries at or after this time (RFC 3339)'),
   until: z.iso.datetime({ offset: true }).optional().describe('Only entries before this time (RFC 3339)'),
-  limit: z.coerce.number().int().min(1).max(1000).default(100).describe('Entries per page (1-1000, default 100)'),
+  limit: z.coerce.number().int().min(1).max(AUDIT_PAGE_MAX).default(100).describe(`Entries per page (1-${AUDIT_PAGE_MAX}, default 100)`),
   cursor: z.string().max(200).optional().describe('`next` of the previous page')
 })
 

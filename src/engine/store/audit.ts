@@ -12,7 +12,7 @@ export type AuditPosition = { readonly at: string, readonly id: number }
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
 
-export function encodeAuditCursor (entry: AuditPosition): string {
+function encodeAuditCursor (entry: AuditPosition): string {
   return Buffer.from(JSON.stringify([entry.at, entry.id])).toString('base64url')
 }
 

@@ -7,13 +7,6 @@ import { MemoryStore } from './memory.ts'
 
 export type StoreConfig = Config['store']
 
-export type * from './types.ts'
-export { StoreChangeError } from './changes.ts'
-export type { RecordedChange } from './changes.ts'
-export { MemoryStore } from './memory.ts'
-export { readLegacyStateFile } from './legacy-state-file.ts'
-export type { LegacyState } from './legacy-state-file.ts'
-
 export async function openStore (store: StoreConfig): Promise<DesiredStateStore> {
   if (store.kind === 'memory') return new MemoryStore()
   // Loaded only here, so that HAPCTL_STORE=memory and the tests that use memory do not need the

@@ -204,6 +204,7 @@ export class SqliteStore implements DesiredStateStore {
   readonly #commit: Database.Transaction<(changes: readonly DesiredChange[], meta: CommitMeta) => number>
   readonly #load: Database.Transaction<() => DesiredState>
   readonly #getMap: Database.Transaction<(name: string) => DesiredMap | undefined>
+  readonly #getMapEntry: Database.Transaction<(name: string, key: string) => { managed: false } | { managed: true, value: string | undefined }>
   readonly #appendAudit: Database.Transaction<(entries: readonly AuditRecord[]) => void>
   readonly #pruneAudit: Database.Transaction<(olderThan: string, maxEntries: number, maxUnauthenticated: number | undefined) => number>
   /** One prepared statement per combination of filters (at most 8). */
@@ -222,6 +223,12 @@ export class SqliteStore implements DesiredStateStore {
       staticServers: (this.#s.staticServers.all() as StaticServerRow[]).map(staticServerOf),
       maps: this.#maps()
     }))
+    // One read transaction, so that "managed" and the value belong to the same revision.
+    this.#getMapEntry = db.transaction((name: string, key: string) => {
+      if (this.#s.mapExists.get(name) === undefined) return { managed: false as const }
+      const row = this.#s.mapEntry.get(name, key) as { value: string } | undefined
+      return { managed: true as const, value: row?.value }
+    })
     this.#getMap = db.transaction((name: string) => {
       if (this.#s.mapExists.get(name) === undefined) return undefined
       const entries = (this.#s.mapEntries.raw().all(name) as Array<[string, string]>).map(([key, value]) => ({ key, value }))
@@ -314,12 +321,7 @@ export class SqliteStore implements DesiredStateStore {
   }
 
   async getMapEntry (name: string, key: string): Promise<{ managed: false } | { managed: true, value: string | undefined }> {
-    // One read transaction, so that "managed" and the value belong to the same revision.
-    return this.#db.transaction(() => {
-      if (this.#s.mapExists.get(name) === undefined) return { managed: false as const }
-      const row = this.#s.mapEntry.get(name, key) as { value: string } | undefined
-      return { managed: true as const, value: row?.value }
-    }).deferred()
+    return this.#getMapEntry.deferred(name, key)
   }
 
   async commit (changes: readonly DesiredChange[], meta: CommitMeta): Promise<number> {

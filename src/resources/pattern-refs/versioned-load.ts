@@ -213,12 +213,12 @@ async function abandon<E> (runtime: Runtime, kind: PatternRefKind<E>, ref: strin
   throw settled(explain(kind, ref, err), state)
 }
 
-/** Replaces a map's whole content (see versionedLoad): for the map planners and the reconciler. */
 /** The reconciler's first half of loadContent: stage the content, commit it later. */
 export async function stageContent (runtime: Runtime, map: string, entries: readonly MapEntry[]): Promise<StagedVersion> {
   return stageVersion(runtime, MAP_REFERENCES, map, entries)
 }
 
+/** Replaces a map's whole content (see versionedLoad): for the map planners and the reconciler. */
 export async function loadContent (runtime: Runtime, map: string, entries: readonly MapEntry[]): Promise<void> {
   return versionedLoad(runtime, MAP_REFERENCES, map, entries)
 }
