@@ -19,7 +19,7 @@ import { commandStep } from '../../engine/plan.ts'
 import { OperationError, rejectionOf, toOperationError } from '../../engine/outcomes.ts'
 import type { DesiredBackend, DesiredChange } from '../../engine/store/types.ts'
 import type { CreateServerInput } from '../../schemas/servers.ts'
-import { addServerSteps, desiredServerOf } from '../servers/service.ts'
+import { addServerSteps, backendNotFound, desiredServerOf } from '../servers/service.ts'
 import { orRestoring } from '../restoring.ts'
 import type { Backend, CreatedBackend } from './view.ts'
 import { BACKEND_STAT, backendsFromStat } from './view.ts'
@@ -34,10 +34,6 @@ export type CreateBackendInput = {
   published: boolean
   /** Added before publishing, all or nothing together with the backend. */
   servers?: CreateServerInput[] | undefined
-}
-
-function notFound (name: string): OperationError {
-  return new OperationError('BACKEND_NOT_FOUND', `there is no backend named '${name}'`)
 }
 
 /** What a refused `add backend` means (management §9.3 `add backend`). */
@@ -130,7 +126,7 @@ export class BackendService {
       // `show stat <unknown>` says `No such proxy.`; a frontend's name finds no BACKEND row.
       if (rejectionOf(err)?.kind !== 'not_found') throw toOperationError(err)
     }
-    throw notFound(name)
+    throw backendNotFound(name)
   }
 
   /** A backend is hapctl's when the store keeps it and it was created in the process answering now. */
@@ -195,7 +191,7 @@ export class BackendService {
       const kept = await this.#executor.store.getBackend(name)
       const changes: DesiredChange[] = kept === undefined ? [] : [{ op: 'backend.put', backend: { ...kept, published } }]
       const step = commandStep([published ? cmd.publishBackend(name) : cmd.unpublishBackend(name)], [published ? cmd.unpublishBackend(name) : cmd.publishBackend(name)], {
-        explain: err => rejectionOf(err)?.kind === 'not_found' ? notFound(name) : undefined
+        explain: err => rejectionOf(err)?.kind === 'not_found' ? backendNotFound(name) : undefined
       })
       return { target, action: 'update', steps: [step], changes }
     }, async () => this.#get(name)))
@@ -226,7 +222,7 @@ export class BackendService {
       }
       const [info, stat, servers] = found
       const backend = (await this.#view(info, stat, name)).find(b => b.name === name)
-      if (backend === undefined) throw notFound(name)
+      if (backend === undefined) throw backendNotFound(name)
       if (!backend.dynamic && !opts.force) {
         throw new OperationError('BACKEND_STATIC',
           `backend '${name}' comes from HAProxy's configuration (or was not created through this hapctl): deleting it lasts only until the next reload; pass force=true to delete it anyway`)
@@ -287,7 +283,7 @@ export class BackendService {
     try {
       [info, stat, servers] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(name, BACKEND_STAT), cmd.showServersState(name)])
     } catch (err) {
-      if (rejectionOf(err)?.kind === 'not_found') throw notFound(name)
+      if (rejectionOf(err)?.kind === 'not_found') throw backendNotFound(name)
       throw toOperationError(err)
     }
     try {
@@ -309,7 +305,7 @@ export class BackendService {
  * Polls `show stat` until a server of the backend is UP; false when `withinMs` runs out first. Throws
  * the signal's reason once it is aborted.
  */
-export async function waitForUpServer (runtime: Runtime, name: string, withinMs: number, signal?: AbortSignal): Promise<boolean> {
+async function waitForUpServer (runtime: Runtime, name: string, withinMs: number, signal?: AbortSignal): Promise<boolean> {
   const deadline = Date.now() + withinMs
   for (;;) {
     signal?.throwIfAborted()

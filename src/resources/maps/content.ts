@@ -15,7 +15,7 @@ export type { MapEntry }
 export type MapChange = { key: string, value: string } | { key: string, delete: true }
 
 /** Most problems listed in one answer; a 100k-line file full of mistakes would otherwise answer megabytes. */
-export const MAX_REPORTED_ERRORS = 20
+const MAX_REPORTED_ERRORS = 20
 
 /** A strong entity tag over the map's keys and values in HAProxy's order (not the `0x…` ids, which are addresses). */
 export function mapEtag (entries: readonly MapEntry[]): string {
@@ -30,7 +30,7 @@ export function ifMatchSatisfied (header: string, etag: string): boolean {
   return tags.includes('*') || tags.includes(etag)
 }
 
-export function preconditionFailed (map: string): OperationError {
+function preconditionFailed (map: string): OperationError {
   return new OperationError('PRECONDITION_FAILED', `map '${map}' changed since the ETag given in If-Match; read it again and retry`)
 }
 

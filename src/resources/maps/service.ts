@@ -22,7 +22,7 @@ import type { Step } from '../../engine/plan.ts'
 import { commandStep } from '../../engine/plan.ts'
 import { OperationError, rejectionOf, toOperationError } from '../../engine/outcomes.ts'
 import type { DesiredChange } from '../../engine/store/types.ts'
-import { MAP_REFERENCES, loadContentStep, mapNotFound, readContent } from '../pattern-refs/versioned-load.ts'
+import { MAP_REFERENCES, loadContentStep, mapNotFound, readContent, readReference, unknownReference } from '../pattern-refs/versioned-load.ts'
 import type { MapChange } from './content.ts'
 import {
   assertUniqueKeys, assertWritable, checkChanges, checkEntries, checkIfMatch, firstOfEachKey, mapEtag, patched, unwritableEntries
@@ -62,10 +62,7 @@ function entryNotFound (map: string, key: string): OperationError {
 
 /** `Unknown map identifier` from any map command is the map's 404. */
 function explainUnknownMap (map: string): (err: OperationError) => OperationError | undefined {
-  return err => {
-    const r = rejectionOf(err)
-    return r?.kind === 'not_found' && MAP_REFERENCES.isUnknown(r) ? mapNotFound(map, r) : undefined
-  }
+  return err => unknownReference(MAP_REFERENCES, map, err)
 }
 
 /** What the plan of one write gives back to run: its steps, its desired-state change, and the reply. */
@@ -340,12 +337,6 @@ export class MapService {
 
   /** One read command, with `Unknown map identifier` as the map's 404. */
   async #read<T> (ref: MapRef, command: cmd.Command<T>): Promise<T> {
-    try {
-      const [result] = await this.#runtime.execute([command])
-      return result
-    } catch (err) {
-      const e = toOperationError(err)
-      throw explainUnknownMap(ref.address)(e) ?? e
-    }
+    return await readReference(this.#runtime, MAP_REFERENCES, ref.address, command)
   }
 }

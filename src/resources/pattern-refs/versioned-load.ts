@@ -78,11 +78,15 @@ export const MAP_REFERENCES: PatternRefKind<MapEntry> = {
   isUnknown: r => /^Unknown map identifier/.test(r.haproxyMessage)
 }
 
+/** The reference's 404 when `err` says HAProxy does not know it; undefined for any other failure. */
+export function unknownReference<E> (kind: PatternRefKind<E>, ref: string, err: unknown): OperationError | undefined {
+  const r = rejectionOf(err)
+  return r?.kind === 'not_found' && kind.isUnknown(r) ? kind.notFound(ref, r) : undefined
+}
+
 /** `err` as the operation failure it is for this reference (an unknown reference is its 404). */
 function explain<E> (kind: PatternRefKind<E>, ref: string, err: unknown): OperationError {
-  const r = rejectionOf(err)
-  if (r?.kind === 'not_found' && kind.isUnknown(r)) return kind.notFound(ref, r)
-  return toOperationError(err)
+  return unknownReference(kind, ref, err) ?? toOperationError(err)
 }
 
 /**
@@ -223,14 +227,19 @@ export async function loadContent (runtime: Runtime, map: string, entries: reado
   return versionedLoad(runtime, MAP_REFERENCES, map, entries)
 }
 
+/** One read command about a reference, with an unknown reference as its 404. */
+export async function readReference<E, T> (runtime: Runtime, kind: PatternRefKind<E>, ref: string, command: Command<T>): Promise<T> {
+  try {
+    const [result] = await runtime.execute([command])
+    return result
+  } catch (err) {
+    throw explain(kind, ref, err)
+  }
+}
+
 /** A map's current content, in HAProxy's order (`show map <map>`, management §9.3). */
 export async function readContent (runtime: Runtime, map: string): Promise<MapEntry[]> {
-  try {
-    const [entries] = await runtime.execute([MAP_REFERENCES.show(map)])
-    return entries
-  } catch (err) {
-    throw explain(MAP_REFERENCES, map, err)
-  }
+  return await readReference(runtime, MAP_REFERENCES, map, MAP_REFERENCES.show(map))
 }
 
 /**

@@ -5,6 +5,7 @@
  * executor under the backend's lock (`backend:<name>`, the key backends use too), so a server cannot
  * be added to a backend being deleted. What a write asks for is kept in the desired-state store.
  */
+import { setTimeout as delay } from 'node:timers/promises'
 import type { Runtime } from '../../runtime/client.ts'
 import * as cmd from '../../runtime/commands/index.ts'
 import type { RuntimeCommandError } from '../../runtime/errors.ts'
@@ -27,8 +28,9 @@ const ADDR_SETTLE_TRIES = 10
 /** How long an undo waits for a server that was briefly in service to lose its connections. */
 const ROLLBACK_WAIT_MS = 2000
 
-export function backendNotFound (backend: string): OperationError {
-  return new OperationError('BACKEND_NOT_FOUND', `there is no backend named '${backend}'`)
+/** HAProxy has no such backend (`details`: HAProxy's refusal, when one said so). */
+export function backendNotFound (backend: string, details?: ConstructorParameters<typeof OperationError>[2]): OperationError {
+  return new OperationError('BACKEND_NOT_FOUND', `there is no backend named '${backend}'`, details)
 }
 
 function serverNotFound (backend: string, server: string): OperationError {
@@ -36,7 +38,7 @@ function serverNotFound (backend: string, server: string): OperationError {
 }
 
 /** The add-server fields of a request, as the store keeps them. */
-export function specOf (input: CreateServerInput): ServerSpec {
+function specOf (input: CreateServerInput): ServerSpec {
   const { name: _name, enabled: _enabled, ...spec } = input
   return spec
 }
@@ -49,7 +51,7 @@ export function desiredServerOf (backend: string, input: CreateServerInput): Des
 /** What a refused `add server` means for the client (management §9.3 `add server`). */
 function addRejection (backend: string, server: string, r: RuntimeCommandError): OperationError {
   const details = { haproxyMessage: r.haproxyMessage, command: r.verb, cause: r }
-  if (r.kind === 'not_found') return new OperationError('BACKEND_NOT_FOUND', `there is no backend named '${backend}'`, details)
+  if (r.kind === 'not_found') return backendNotFound(backend, details)
   if (r.kind === 'exists') return new OperationError('SERVER_EXISTS', `backend '${backend}' already has a server named '${server}'`, details)
   if (/does not support dynamic servers/.test(r.haproxyMessage)) {
     return new OperationError('NO_DYNAMIC_SERVERS', `backend '${backend}' uses a load-balancing algorithm that does not allow servers to be added at runtime`, details)
@@ -92,7 +94,7 @@ export function addServerSteps (s: DesiredServer, opts: { restore?: boolean } = 
  * `set server … state maint` → `shutdown sessions server` (force) → `wait <timeout> srv-removable` →
  * `del server`. Until `del server` everything can be put back.
  */
-export function removeServerSteps (backend: string, server: string, current: { adminState: cmd.ServerAdminState, agentEnabled: boolean }, opts: { timeoutMs: number, force: boolean }): Step[] {
+function removeServerSteps (backend: string, server: string, current: { adminState: cmd.ServerAdminState, agentEnabled: boolean }, opts: { timeoutMs: number, force: boolean }): Step[] {
   const steps: Step[] = []
   if (current.agentEnabled) steps.push(commandStep([cmd.disableAgent(backend, server)], [cmd.enableAgent(backend, server)]))
   if (current.adminState !== 'maint') steps.push(commandStep([cmd.setServerState(backend, server, 'maint')], [cmd.setServerState(backend, server, current.adminState)]))
@@ -219,10 +221,10 @@ export class ServerService {
     }, async () => {
       // HAProxy applies an address change asynchronously (a task makes it atomic for the threads):
       // read right after, `show servers state` may still show the old one. Wait a little for it.
+      const settled = (s: Server): boolean => (patch.address === undefined || s.address === patch.address) && (patch.port === undefined || s.port === patch.port)
       let read = await this.#get(backend, server)
-      for (let i = 0; i < ADDR_SETTLE_TRIES && (patch.address !== undefined || patch.port !== undefined) &&
-        ((patch.address !== undefined && read.address !== patch.address) || (patch.port !== undefined && read.port !== patch.port)); i++) {
-        await new Promise(resolve => setTimeout(resolve, 20))
+      for (let i = 0; i < ADDR_SETTLE_TRIES && !settled(read); i++) {
+        await delay(20)
         read = await this.#get(backend, server)
       }
       return read

@@ -41,7 +41,7 @@ export type Server = {
 const { INPROGRESS: CHECK_INPROGRESS, CONFIGURED: CHECK_CONFIGURED, ENABLED: CHECK_ENABLED, PAUSED: CHECK_PAUSED } = CheckStateBits
 
 /** `check_status` words and their meaning, from the management guide §9.1 (field 36). */
-export const CHECK_STATUS_DESCRIPTIONS: Readonly<Record<string, string>> = {
+const CHECK_STATUS_DESCRIPTIONS: Readonly<Record<string, string>> = {
   UNK: 'Unknown',
   INI: 'Initializing',
   SOCKERR: 'Socket error',
@@ -93,7 +93,7 @@ const num = (v: string | undefined): number => {
 const orNull = (v: string | undefined): string | null => v === undefined || v === '' ? null : v
 
 /** One server from its `show servers state` row and its `show stat` row (absent in a race: zeros). */
-export function toServer (backend: string, st: Row, stat: Row | undefined): Server {
+function toServer (backend: string, st: Row, stat: Row | undefined): Server {
   const checkState = num(st.srv_check_state)
   const agentState = num(st.srv_agent_state)
   const check = parseCheckStatus(stat?.check_status)
