@@ -15,6 +15,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import type { AuditCommand, AuditOutcome, AuditRecord, DesiredStateStore } from '../engine/store/types.ts'
 import { MAX_COMMANDS_PER_ENTRY, targetOfCommand } from './commands.ts'
 import type { CommandSink } from './recording-runtime.ts'
+import type { Logger } from '../logger.ts'
 
 /** What a request in progress has sent so far. */
 export type AuditContext = {
@@ -32,10 +33,7 @@ export type AuditContext = {
   readonly client: string
 }
 
-export type AuditLogger = {
-  info: (obj: object, msg: string) => void
-  error: (obj: object, msg: string) => void
-}
+export type AuditLogger = Logger<'info' | 'error'>
 
 export type AuditRecorderOptions = {
   store: DesiredStateStore

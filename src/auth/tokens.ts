@@ -15,6 +15,7 @@ import { readFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
 import { z } from 'zod'
 import { scopeProblem } from './scopes.ts'
+import type { Logger } from '../logger.ts'
 
 /** Who a request comes from. `scopes` are the token's, as written in the file. */
 export type Principal = { readonly name: string, readonly scopes: readonly string[] }
@@ -97,11 +98,7 @@ function formatPath (path: readonly PropertyKey[]): string {
   return path.map((p, i) => typeof p === 'number' ? `[${p}]` : (i === 0 ? String(p) : `.${String(p)}`)).join('')
 }
 
-export type TokenLogger = {
-  info: (obj: object, msg: string) => void
-  warn: (obj: object, msg: string) => void
-  error: (obj: object, msg: string) => void
-}
+export type TokenLogger = Logger<'info' | 'warn' | 'error'>
 
 export type TokenRegistryOptions = {
   apiToken?: string | undefined

@@ -22,6 +22,7 @@ import type { Plan, Step, StepContext, Target } from './plan.ts'
 import { KeyedLock, LockTimeoutError } from './locks.ts'
 import { OperationError, isVerdictless, rejectionOf, toOperationError } from './outcomes.ts'
 import type { FailureOutcome } from './outcomes.ts'
+import type { Logger } from '../logger.ts'
 
 export type Applied = {
   readonly kind: 'applied'
@@ -59,10 +60,7 @@ export type RunOptions = {
   readonly runtime?: Runtime | undefined
 }
 
-export type ExecutorLogger = {
-  info: (obj: object, msg: string) => void
-  warn: (obj: object, msg: string) => void
-}
+export type ExecutorLogger = Logger<'info' | 'warn'>
 
 export type ExecutorOptions = {
   runtime: Runtime

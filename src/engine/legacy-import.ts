@@ -12,10 +12,9 @@ import { BACKEND_STAT, backendsFromStat } from '../resources/backends/view.ts'
 import { processIdOf } from './identity.ts'
 import { readLegacyStateFile } from './store/legacy-state-file.ts'
 import type { DesiredChange, DesiredStateStore } from './store/types.ts'
+import type { Logger } from '../logger.ts'
 
-type Logger = { info: (obj: object, msg: string) => void, warn: (obj: object, msg: string) => void }
-
-export async function importLegacyStateFile (file: string, deps: { runtime: Runtime, store: DesiredStateStore, logger: Logger }): Promise<void> {
+export async function importLegacyStateFile (file: string, deps: { runtime: Runtime, store: DesiredStateStore, logger: Logger<'info' | 'warn'> }): Promise<void> {
   const legacy = readLegacyStateFile(file)
   if (legacy === undefined) return
   const { runtime, store, logger } = deps

@@ -28,6 +28,7 @@ import { createBackendSteps } from '../resources/backends/service.ts'
 import type { CreatedBackend } from '../resources/backends/view.ts'
 import { BACKEND_STAT, backendsFromStat } from '../resources/backends/view.ts'
 import { readContent, stageContent } from '../resources/pattern-refs/versioned-load.ts'
+import type { Logger } from '../logger.ts'
 
 export type DriftItem = {
   /** `backend/b1`, `server/b1/s1`, `static-server/webservers/web1`, `map/virt@paths.map`. */
@@ -53,11 +54,7 @@ export type ReconcileReport = {
   phasesMs: Record<string, number>
 }
 
-export type ReconcilerLogger = {
-  info: (obj: object, msg: string) => void
-  warn: (obj: object, msg: string) => void
-  debug: (obj: object, msg: string) => void
-}
+export type ReconcilerLogger = Logger<'info' | 'warn' | 'debug'>
 
 export type ReconcilerOptions = {
   runtime: Runtime

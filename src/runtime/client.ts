@@ -19,6 +19,7 @@ import {
   RuntimeAbortedError, RuntimeArgumentError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
 } from './errors.ts'
 import { INTERACTIVE_PREAMBLE, MAX_LINE_BYTES, ReplyReader, finalReplyOnClose, nonInteractiveReply } from './protocol.ts'
+import type { Logger } from '../logger.ts'
 
 export type Endpoint =
   | { readonly kind: 'tcp', readonly host: string, readonly port: number }
@@ -29,9 +30,7 @@ export function describeEndpoint (e: Endpoint): string {
 }
 
 /** The subset of pino's logger the client uses. */
-export type RuntimeLogger = {
-  debug: (obj: object, msg: string) => void
-}
+export type RuntimeLogger = Logger<'debug'>
 
 export type RuntimeClientOptions = {
   endpoint: Endpoint
