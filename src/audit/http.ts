@@ -10,12 +10,13 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { AuditCommand, AuditOutcome, AuditRecord } from '../engine/store/types.ts'
+import { PROBLEM_OUTCOMES } from '../engine/outcomes.ts'
 import { targetOfCommand } from './commands.ts'
 import type { AuditContext, AuditRecorder } from './recorder.ts'
 
 export const AUDITED_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
-const OUTCOMES: ReadonlySet<string> = new Set(['applied', 'refused', 'undone', 'left', 'unknown'])
+const OUTCOMES: ReadonlySet<string> = new Set(PROBLEM_OUTCOMES)
 
 /** Longest path or target id kept; longer ones (hostile URLs) are clipped. */
 const MAX_PATH = 2048

@@ -86,8 +86,11 @@ export type FailureOutcome = 'refused' | 'undone' | 'left' | 'unknown'
 /**
  * What an error says HAProxy was left like: a failure outcome, or `applied` when the change itself
  * went through (and was recorded) and only what came after it failed, such as reading the result back.
+ * The one list: the problem schema, the audit trail and its schema derive theirs from it.
  */
-export type ProblemOutcome = FailureOutcome | 'applied'
+export const PROBLEM_OUTCOMES = ['refused', 'undone', 'left', 'unknown', 'applied'] as const
+
+export type ProblemOutcome = typeof PROBLEM_OUTCOMES[number]
 
 export type OperationErrorDetails = {
   /** HAProxy's own message, verbatim, when HAProxy refused something. */

@@ -3,6 +3,7 @@
  */
 import { z } from 'zod'
 import { AUDIT_PAGE_MAX } from '../engine/store/audit.ts'
+import { AUDIT_OUTCOMES } from '../engine/store/types.ts'
 
 export const AUDIT_TARGET_PATTERN = /^(backend|server|map):(.+)$/
 
@@ -37,7 +38,7 @@ export const AuditEntrySchema = z.object({
   target: z.object({ kind: z.string(), id: z.string() }).nullable().describe('What the write was about'),
   commands: z.array(AuditCommandSchema).describe('The Runtime API commands that could change HAProxy, in the order sent, undo commands included (`show`/`get` reads are not listed)'),
   commandsOmitted: z.number().int().describe('Commands sent past the 200 an entry lists'),
-  outcome: z.enum(['applied', 'refused', 'undone', 'left', 'unknown', 'rejected'])
+  outcome: z.enum(AUDIT_OUTCOMES)
     .describe('applied (2xx), the `outcome` of the problem for a failure that reached HAProxy, rejected when nothing was sent to HAProxy (authentication, validation, not found…)'),
   status: z.number().int().nullable().describe('HTTP status answered; null for entries of the reconciler'),
   code: z.string().nullable().describe('The problem `code` (HAPX_…) of a failure'),

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod'
 import { NAME_PATTERN } from '../runtime/validation.ts'
+import { PROBLEM_OUTCOMES } from '../engine/outcomes.ts'
 
 export const ProblemSchema = z.object({
   type: z.string().describe('A URI naming the kind of problem'),
@@ -15,7 +16,7 @@ export const ProblemSchema = z.object({
   haproxyMessage: z.string().optional().describe("HAProxy's own reply, verbatim, when HAProxy refused the command"),
   command: z.string().optional().describe('The Runtime API command that failed (keywords only)'),
   errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
-  outcome: z.enum(['refused', 'undone', 'left', 'unknown', 'applied']).optional()
+  outcome: z.enum(PROBLEM_OUTCOMES).optional()
     .describe('What HAProxy was left like: refused (nothing changed), undone (changes put back), left (some could not be put back: `state.left`; hapctl brings what it keeps back to the desired state), unknown (no answer: the change was recorded as desired state and hapctl makes HAProxy match it), applied (the change was made and recorded, `state.revision`; only reading the result back failed)'),
   state: z.record(z.string(), z.unknown()).optional().describe('What the resource was left like when a request stopped half-way'),
   warnings: z.array(z.string()).optional(),

@@ -7,6 +7,7 @@
  */
 import type { ServerAdminState } from '../../runtime/commands/index.ts'
 import type { ProxyMode } from '../../runtime/validation.ts'
+import { PROBLEM_OUTCOMES } from '../outcomes.ts'
 
 /** When a commit reaches the disk: fsynced before it returns (full), or by the OS later (normal). */
 export type StoreSync = 'full' | 'normal'
@@ -138,7 +139,9 @@ export type AuditCommand = {
  * HAProxy (refused, undone, left, unknown, or applied when only the read-back failed), `rejected`
  * for a request refused before anything was sent to HAProxy (authentication, validation, 404, 405…).
  */
-export type AuditOutcome = 'applied' | 'refused' | 'undone' | 'left' | 'unknown' | 'rejected'
+export const AUDIT_OUTCOMES = [...PROBLEM_OUTCOMES, 'rejected'] as const
+
+export type AuditOutcome = typeof AUDIT_OUTCOMES[number]
 
 /**
  * One audited write, as appended. Requests carry method, path, route, client, requestId and status;
