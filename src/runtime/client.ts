@@ -283,8 +283,10 @@ export class RuntimeClient implements Runtime {
         const c = current()
         return c === undefined || c === 'preamble' ? undefined : c.verb
       }
-      // A failure without a verdict says how far the sequence got (the audit trail lists exactly what went out).
+      // Every failure says where the sequence stopped (the executor and the audit trail list exactly
+      // what went out): a refusal, the index of the refused command; no verdict, how far it got.
       const stopped = (err: Error): void => {
+        if (err instanceof RuntimeCommandError) err.index = results.length
         if (err instanceof RuntimeTimeoutError || err instanceof RuntimeProtocolError) {
           const c = current()
           err.position = { done: results.length, inFlight: c !== undefined && c !== 'preamble' && !internal.has(c) }
@@ -322,7 +324,6 @@ export class RuntimeClient implements Runtime {
             const value = c.parse(reply)
             if (!internal.has(c)) results.push(value)
           } catch (err) {
-            if (err instanceof RuntimeCommandError) err.index = results.length
             finish(err instanceof Error ? err : new RuntimeProtocolError(String(err)))
             return false
           }
@@ -351,10 +352,7 @@ export class RuntimeClient implements Runtime {
           try {
             c.parse(last)
           } catch (err) {
-            if (err instanceof RuntimeCommandError) {
-              err.index = results.length
-              finish(err)
-            }
+            if (err instanceof RuntimeCommandError) finish(err)
           }
         }
         if (!session.settled) {
