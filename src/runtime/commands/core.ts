@@ -29,6 +29,22 @@ export type Command<T> = {
   readonly experimental?: boolean
   /** Time the command may legitimately take on the server side (`wait <delay>`), added to the deadline. */
   readonly extraTimeMs?: number
+  /**
+   * For replies too large to hold whole (`show map` of a million entries): when present, the client
+   * gives the reply to a new sink in pieces as it arrives instead of calling `parse` with all of it,
+   * so that only what the sink keeps stays in memory. `parse(reply)` must give the same result.
+   */
+  readonly sink?: () => ReplySink<T>
+}
+
+/**
+ * Consumes one reply in pieces: `write` gets consecutive pieces of its text (the terminating empty
+ * line excluded; a piece may end anywhere, even inside a line), `end` returns the value or throws as
+ * `parse` would.
+ */
+export type ReplySink<T> = {
+  readonly write: (text: string) => void
+  readonly end: () => T
 }
 
 export type CommandResult<C> = C extends Command<infer R> ? R : never
