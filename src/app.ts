@@ -117,14 +117,22 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(boundedValidatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
 
+  // Which HAProxy process answers: the reconciler polls it, and the API's kept connections are used
+  // only while their process is this one.
+  const identity = new ProcessIdentity()
   /** A Runtime API client with its own connections, closed with the app. */
-  const newClient = (bindings: Record<string, string>): Runtime => new RuntimeClient({
+  const newClient = (bindings: Record<string, string>, pool?: { identity: ProcessIdentity }): Runtime => new RuntimeClient({
     endpoint: config.runtimeApi,
     timeoutMs: config.runtimeTimeoutMs,
     maxConnections: config.runtimeMaxConnections,
+    persistent: pool !== undefined,
+    identity: pool?.identity,
     logger: app.log.child({ module: 'runtime', ...bindings })
   })
-  const client = deps.runtime ?? newClient({})
+  // The API's requests reuse connections (a pool checked against the process identity); the
+  // reconciler opens a new one per call, so that its identity poll always reaches the process that
+  // owns the socket now, never an old worker a kept connection would still talk to.
+  const client = deps.runtime ?? newClient({}, config.runtimeKeepConnections ? { identity } : undefined)
   app.addHook('onClose', async () => { await client.close() })
 
   // Auth first: its onRoute hook sees every route (the documentation's too) and checks it has a scope.
@@ -149,7 +157,6 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   registerAuditHooks(app, audit)
   // Every command the API sends goes through the audit trail, attributed to its request.
   const runtime = recordingRuntime(client, audit.requestSink('hapctl'))
-  const identity = new ProcessIdentity()
   const executor = new Executor({ runtime, store, lockTimeoutMs: config.lockTimeoutMs, logger: app.log.child({ module: 'executor' }) })
   executor.onCommit(event => { audit.committed(event) })
   const servers = new ServerService({ runtime, executor })

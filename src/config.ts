@@ -65,6 +65,11 @@ export const ConfigSchema = z.object({
   HAPROXY_MAX_CONNECTIONS: z.coerce.number().int().min(1)
     .max(5, 'at most 5: the reconciler opens as many of its own, and HAProxy serves 10 connections per stats socket (the 11th hangs)').default(4),
   /**
+   * Keep Runtime API connections open between the API's calls (a pool, checked against HAProxy's
+   * process identity); false opens a new connection per call, as a `socat` script does.
+   */
+  HAPROXY_KEEP_CONNECTIONS: z.stringbool().default(true),
+  /**
    * Where the desired state is kept: a SQLite file (created with its folder when missing; a relative
    * path is relative to the working directory), or `memory`, which loses everything when hapctl
    * stops: after a restart of hapctl it no longer restores anything into HAProxy.
@@ -143,6 +148,7 @@ export const ConfigSchema = z.object({
   logLevel: env.LOG_LEVEL,
   runtimeTimeoutMs: env.HAPROXY_TIMEOUT_MS,
   runtimeMaxConnections: env.HAPROXY_MAX_CONNECTIONS,
+  runtimeKeepConnections: env.HAPROXY_KEEP_CONNECTIONS,
   store: env.HAPCTL_STORE.kind === 'sqlite' ? { ...env.HAPCTL_STORE, synchronous: env.HAPCTL_STORE_SYNC } : env.HAPCTL_STORE,
   reconcileIntervalMs: env.HAPCTL_RECONCILE_INTERVAL_MS,
   identityPollMs: env.HAPCTL_IDENTITY_POLL_MS,

@@ -5,12 +5,11 @@
  * reconciler to put the desired state back. Every `show info` hapctl sends is fed here.
  */
 import type { ProcessInfo } from '../runtime/parsers.ts'
+import { processIdOf } from '../runtime/client.ts'
+
+export { processIdOf }
 
 export type ProcessId = string
-
-export function processIdOf (info: Pick<ProcessInfo, 'pid' | 'startTimeSec'>): ProcessId {
-  return `${info.pid}@${info.startTimeSec}`
-}
 
 export type IdentityChange = { previous: ProcessId | undefined, current: ProcessId, info: ProcessInfo }
 

@@ -69,6 +69,26 @@ export class ReplyReader {
   }
 
   /**
+   * For a reply consumed in pieces (Command.sink): the rest of the current reply when it is complete
+   * (`done`), else as much of it as can be handed over now, or undefined when nothing can. A trailing
+   * `\n` is held back, since it may be the first half of the terminating empty line.
+   */
+  nextPiece (): { text: string, done: boolean } | undefined {
+    const reply = this.next()
+    if (reply !== undefined) return { text: reply, done: true }
+    if (this.#chunks.length === 0) return undefined
+    const pending = this.#chunks.length === 1 ? this.#chunks[0] as string : this.#chunks.join('')
+    const hold = pending.endsWith('\n') ? 1 : 0
+    if (pending.length === hold) return undefined
+    const text = pending.slice(0, pending.length - hold)
+    this.#chunks = hold === 1 ? ['\n'] : []
+    this.#scanned = 0
+    // No longer at the start of a reply: a `\n` now first is a line end, not the empty reply.
+    this.#last = text[text.length - 1] as string
+    return { text, done: false }
+  }
+
+  /**
    * Text received that does not (yet) form a complete reply. Side-effect free: bytes of a character
    * still split across chunks stay in the decoder.
    */
