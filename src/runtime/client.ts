@@ -8,7 +8,7 @@
  * Connections are kept between calls when the client is `persistent` (a pool): opening one costs a TCP
  * handshake and `prompt i`, several times the cost of a command. A kept connection stays attached to
  * the process it was opened to, and after a master-worker reload that process is an old, stopping
- * worker that accepts changes and then loses them (docs/runtime-api.md, "Reloads"). So every pooled
+ * worker that accepts changes and then loses them (README, "Behaviour worth knowing"). So every pooled
  * connection learns its process (`show info` when it is opened) and is used only while that process is
  * the current one of the `identity` tracker, which the reconciler polls on new connections; when the
  * identity changes, connections to the old process are closed, never reused, and the reconciler puts
@@ -186,6 +186,16 @@ class Connection {
     this.dead = true
     this.socket.destroy()
   }
+
+  /**
+   * Ends an unused connection the way HAProxy sees first: our FIN, then its close (the CLI ends a
+   * session whose client closed), so that its slot is free only once HAProxy has let it go.
+   */
+  end (): void {
+    this.dead = true
+    this.socket.end()
+    setTimeout(() => { this.socket.destroy() }, 1000).unref()
+  }
 }
 
 export class RuntimeClient implements Runtime {
@@ -218,7 +228,8 @@ export class RuntimeClient implements Runtime {
     this.#logger = options.logger
     // A new process (seen here or by the reconciler's poll): connections to the old one must not be used.
     this.#unsubscribe = this.#identity?.onChange(({ current }) => {
-      for (const c of this.#pooled) if (c.processId !== current) this.#retire(c)
+      // (A connection still being set up has no process yet: it checks its own when it learns it.)
+      for (const c of this.#pooled) if (c.processId !== undefined && c.processId !== current) this.#retire(c)
     })
   }
 
@@ -386,14 +397,12 @@ export class RuntimeClient implements Runtime {
     if (this.#idle.includes(conn)) this.#discard(conn)
   }
 
-  /** Closes a connection that is not in use; its slot is free at once, not when its close arrives. */
+  /** Closes a connection that is not in use; its slot is free once the close arrives. */
   #discard (conn: Connection): void {
-    conn.destroy()
     clearTimeout(conn.idleTimer)
-    this.#counted.delete(conn.socket)
-    this.#pooled.delete(conn)
     const i = this.#idle.indexOf(conn)
     if (i !== -1) this.#idle.splice(i, 1)
+    conn.end()
   }
 
   #usable (conn: Connection): boolean {
@@ -416,12 +425,18 @@ export class RuntimeClient implements Runtime {
         this.#discard(c)
       }
     }
-    const free = (): boolean => this.#counted.size + this.#reserved < this.#maxConnections
-    // A new connection takes the slot of the idle one used least recently.
-    if (!free() && this.#idle.length > 0) this.#discard(this.#idle[0] as Connection)
-    if (!free()) return undefined
-    this.#reserved++
-    return 'slot'
+    if (this.#counted.size + this.#reserved < this.#maxConnections) {
+      this.#reserved++
+      return 'slot'
+    }
+    // A new connection takes the slot of the idle one used least recently, once it is closed: the
+    // limit counts a socket until its close, so HAProxy never sees one more than allowed.
+    const idle = this.#idle.shift()
+    if (idle !== undefined) {
+      clearTimeout(idle.idleTimer)
+      idle.end()
+    }
+    return undefined
   }
 
   async #acquire (kind: 'pooled' | 'fresh', deadline: Deadline): Promise<Connection | 'slot'> {
@@ -498,13 +513,16 @@ export class RuntimeClient implements Runtime {
 
       // The deadline, extended while a reply is still arriving (hapctl may have been too busy to read it).
       let checkedAt = performance.now()
+      let sentAt = 0
       let timer: NodeJS.Timeout
       const arm = (): void => { timer = setTimeout(check, Math.max(0, deadline.at - Date.now())) }
       const check = (): void => {
         // After the I/O phase, so that bytes already received are counted.
         setImmediate(() => {
           if (settled) return
-          if (conn.lastDataAt > checkedAt) {
+          // HAProxy answering (bytes since the last check), or not given its time yet (the command
+          // went out since: hapctl was busy before it could send it).
+          if (conn.lastDataAt > checkedAt || sentAt > checkedAt) {
             checkedAt = performance.now()
             deadline.at = Date.now() + Math.min(FLOW_GRACE_MS, deadline.timeoutMs)
             arm()
@@ -543,6 +561,7 @@ export class RuntimeClient implements Runtime {
         if (c === undefined) { stop(undefined); return }
         if (signal?.aborted === true && isWait(c)) { interrupt(c); return }
         sink = c !== 'preamble' && c.sink !== undefined ? c.sink() : undefined
+        sentAt = performance.now()
         socket.write(c === 'preamble' ? INTERACTIVE_PREAMBLE : c.text + '\n')
       }
 

@@ -39,6 +39,8 @@ export type FakeHaproxy = {
   readonly maxOpen: number
   readonly connections: number
   lines: (conn?: number) => string[]
+  /** Closes connection `conn` (1-based) from the server's side, as HAProxy does on `shutdown session`. */
+  drop: (conn: number) => void
   stop: () => Promise<void>
   start: () => Promise<void>
   close: () => Promise<void>
@@ -48,6 +50,7 @@ export function startFakeHaproxy (options: { transport?: 'tcp' | 'unix', script?
   const transport = options.transport ?? 'tcp'
   const script: Script = options.script ?? (() => undefined)
   const sockets = new Set<net.Socket>()
+  const byConn = new Map<number, net.Socket>()
   const timers = new Set<NodeJS.Timeout>()
   const received: Received[] = []
   const pipelined: Received[] = []
@@ -66,6 +69,7 @@ export function startFakeHaproxy (options: { transport?: 'tcp' | 'unix', script?
   const onConnection = (socket: net.Socket): void => {
     const conn = ++connections
     sockets.add(socket)
+    byConn.set(conn, socket)
     open++
     maxOpen = Math.max(maxOpen, open)
     let buffer = ''
@@ -89,8 +93,8 @@ export function startFakeHaproxy (options: { transport?: 'tcp' | 'unix', script?
         const act = (): void => {
           if (socket.destroyed) return
           awaiting = false
-          if ('close' in step) socket.end(step.reply ?? '')
-          else {
+          // Closing is the server's decision: like HAProxy, it no longer counts the session from then on.
+          if ('close' in step) { uncount(); socket.end(step.reply ?? '') } else {
             if (step.last === true) uncount()
             socket.write(step.reply)
           }
@@ -134,6 +138,7 @@ export function startFakeHaproxy (options: { transport?: 'tcp' | 'unix', script?
     get maxOpen () { return maxOpen },
     get connections () { return connections },
     lines: (conn?: number) => received.filter(r => conn === undefined || r.conn === conn).map(r => r.line),
+    drop: (conn: number) => { byConn.get(conn)?.destroy() },
     stop,
     start,
     close: async () => {
