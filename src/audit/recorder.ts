@@ -3,8 +3,11 @@
  * AsyncLocalStorage), appends the entries to the store in groups, and prunes by age and by count.
  *
  * Group commit: entries that arrive while one append is being written, or within the same turn of
- * the event loop, go together in the next one, so that concurrent writes share one transaction (one
- * fsync with HAPCTL_STORE_SYNC=full) instead of queueing for one each.
+ * the event loop, go together in the next one, so that concurrent writes share one transaction
+ * instead of queueing for one each. An append is not fsynced by itself (DesiredStateStore.appendAudit):
+ * an entry is in the store before its reply (it survives a crash of hapctl), and on disk with the
+ * next desired-state commit's fsync or a fraction of a second later; a write costs one fsync, for
+ * the change it made, which an OS crash or a power loss cannot take after the reply.
  *
  * When an append fails (disk full, store closed), the reply of the write is sent as decided: the
  * change was made, and answering an error would make the client retry or give up on what HAProxy now

@@ -102,7 +102,9 @@ describe('AuditRecorder', () => {
     const recorder = new AuditRecorder({ store, retentionDays: 1, maxEntries: 1000 })
     const now = new Date().toISOString()
     const first = recorder.record(audit('a', { at: now }))
-    await sleep(1) // 'a' is being written: the next ones wait and go together
+    // Until 'a' is being written (not a fixed sleep: on a busy machine a 1 ms timer can fire before
+    // the append starts, and 'a' would then go with the others): the next ones wait and go together.
+    while (appends.length === 0) await new Promise(resolve => setImmediate(resolve))
     await Promise.all(['b', 'c', 'd'].map(id => recorder.record(audit(id, { at: now }))))
     await first
     expect(appends).toEqual([1, 3])

@@ -10,15 +10,27 @@
  * - synchronous=FULL (HAPCTL_STORE_SYNC=full, the default): a commit is fsynced before it returns.
  *   With NORMAL, WAL stays consistent and survives a crash of hapctl, but the last commits can vanish
  *   on a power loss or an OS crash, and a client that got its 201 would find hapctl no longer
- *   restores what it asked for. The fsync costs ~0.2 ms a commit here (bench: the store-in-memory
- *   line); HAPCTL_STORE_SYNC=normal trades that durability for it, as PostgreSQL's
- *   synchronous_commit=off does.
+ *   restores what it asked for. The fsync costs 0.2-0.7 ms a commit on an idle disk here, several ms
+ *   on a busy one (bench/store.ts); HAPCTL_STORE_SYNC=normal trades that durability for it, as
+ *   PostgreSQL's synchronous_commit=off does.
+ * - Group commit (./group-commit.ts): commits asked for in the same turn of the event loop are
+ *   written as one transaction, one savepoint each, so concurrent writes share one fsync. A change
+ *   that fails rolls back to its savepoint and fails alone; when the group itself cannot be written
+ *   (an I/O error, a full disk), each commit is tried again in a transaction of its own.
+ * - Only desired-state commits are fsynced. An audit entry (appendAudit) and createdIn are written
+ *   with synchronous=NORMAL: in the WAL before the call returns (they survive a crash of hapctl), on
+ *   the disk with the fsync of the next commit, which covers the whole WAL, or at most
+ *   AUDIT_SYNC_DELAY_MS later when no commit comes (an fdatasync of the WAL off the event loop). So a
+ *   write costs one fsync, not two; what an OS crash or a power loss can take is the audit entries
+ *   of the last moments, never an acknowledged change. PostgreSQL's asynchronous commit
+ *   (synchronous_commit=off for the audit's transactions) is the same trade.
  * - busy_timeout: another process holding the file (a second hapctl, the sqlite3 shell of an
  *   operator) makes a commit wait up to 5 s instead of failing at once with SQLITE_BUSY.
  * - foreign_keys: on, so that a foreign key a later migration declares is enforced (SQLite ignores
  *   them unless asked, per connection). Schema 1 has none: see map_entries.
  */
-import { accessSync, constants, mkdirSync, statSync } from 'node:fs'
+import { accessSync, constants, mkdirSync, realpathSync, statSync } from 'node:fs'
+import { open as openFile } from 'node:fs/promises'
 import type { StoreSync } from './types.ts'
 import { dirname, resolve } from 'node:path'
 import Database from 'better-sqlite3'
@@ -30,11 +42,20 @@ import type { ServerAdminState } from '../../runtime/commands/index.ts'
 import type { ProxyMode } from '../../runtime/validation.ts'
 import { checkAuditQuery, checkAuditRecords, checkPruneLimits, pageOf } from './audit.ts'
 import { checkChangesSince, checkMeta, duplicateKey, normalizeSpec, recordChange, unknownChange, unmanagedMap } from './changes.ts'
+import { GroupCommit } from './group-commit.ts'
+import type { Settled } from './group-commit.ts'
 
 /** `PRAGMA application_id`: 'hapc'. Tells a hapctl store from some other application's SQLite file. */
 const APPLICATION_ID = 0x68617063
 
 const BUSY_TIMEOUT_MS = 5000
+
+/**
+ * How long an audit entry written without a commit after it stays in the OS's cache at most before
+ * it is fsynced (PostgreSQL's wal_writer_delay is 200 ms). Writes followed by other writes never wait
+ * for it: the next commit's fsync carries them.
+ */
+export const AUDIT_SYNC_DELAY_MS = 100
 
 /**
  * Schema migrations, applied in order in one transaction at open; `PRAGMA user_version` is the number
@@ -155,6 +176,7 @@ const START_AFRESH = 'restore it from a backup, or move it away to start with an
   '(hapctl then no longer restores what it was asked to keep)'
 
 type Sql = Database.Database
+type Commit = { readonly changes: readonly DesiredChange[], readonly meta: CommitMeta }
 type BackendRow = { name: string, from: string, mode: string | null, published: number }
 type ServerRow = {
   backend: string,
@@ -202,6 +224,7 @@ export class SqliteStore implements DesiredStateStore {
   readonly #synchronous: StoreSync
   readonly #s: ReturnType<typeof prepare>
   readonly #commit: Database.Transaction<(changes: readonly DesiredChange[], meta: CommitMeta) => number>
+  readonly #commitGroup: Database.Transaction<(commits: readonly Commit[]) => Array<Settled<number>>>
   readonly #load: Database.Transaction<() => DesiredState>
   readonly #getMap: Database.Transaction<(name: string) => DesiredMap | undefined>
   readonly #getMapEntry: Database.Transaction<(name: string, key: string) => { managed: false } | { managed: true, value: string | undefined }>
@@ -209,13 +232,32 @@ export class SqliteStore implements DesiredStateStore {
   readonly #pruneAudit: Database.Transaction<(olderThan: string, maxEntries: number, maxUnauthenticated: number | undefined) => number>
   /** One prepared statement per combination of filters (at most 8). */
   readonly #auditQueries = new Map<string, Database.Statement>()
+  readonly #group = new GroupCommit<Commit, number>(commits => this.#writeGroup(commits))
+  /** The WAL file, fsynced by itself for audit entries no commit followed. */
+  readonly #wal: string
+  /** Something was written unsynced since the last fsynced commit. */
+  #unsynced = false
+  #walSync: NodeJS.Timeout | undefined
 
   private constructor (db: Sql, file: string, synchronous: StoreSync) {
     this.#db = db
     this.#synchronous = synchronous
     this.description = `sqlite:${file}`
+    // SQLite names the WAL after the file with symbolic links resolved.
+    this.#wal = `${realpathSync(file)}-wal`
     this.#s = prepare(db)
     this.#commit = db.transaction((changes: readonly DesiredChange[], meta: CommitMeta) => this.#apply(changes, meta))
+    this.#commitGroup = db.transaction((commits: readonly Commit[]) => commits.map((c): Settled<number> => {
+      try {
+        // Nested: better-sqlite3 runs it in a savepoint, rolled back alone when it throws.
+        return { ok: true, value: this.#commit(c.changes, c.meta) }
+      } catch (error) {
+        // Some errors (a full disk, an I/O error) end the whole transaction: the commits before this
+        // one are gone too, and the rest would run outside any transaction.
+        if (!db.inTransaction) throw error
+        return { ok: false, error }
+      }
+    }))
     this.#load = db.transaction(() => ({
       revision: this.#revision(),
       backends: (this.#s.backends.all() as BackendRow[]).map(backendOf),
@@ -326,9 +368,7 @@ export class SqliteStore implements DesiredStateStore {
 
   async commit (changes: readonly DesiredChange[], meta: CommitMeta): Promise<number> {
     checkMeta(meta)
-    // IMMEDIATE takes the write lock first: a deferred transaction that reads, then writes, can fail
-    // with SQLITE_BUSY without waiting when another connection wrote in between.
-    return this.#commit.immediate(changes, meta)
+    return await this.#group.submit({ changes, meta })
   }
 
   async changesSince (revision: number, limit: number): Promise<RevisionRecord[]> {
@@ -348,13 +388,10 @@ export class SqliteStore implements DesiredStateStore {
     // Not fsynced: it is an observation of one HAProxy process, and what loses it unsynced (a power
     // loss, an OS crash) also ends that process. The next synced commit carries it to disk anyway.
     // One fsync per created backend made a 1,000-backend replay a second slower.
-    if (this.#synchronous === 'full') this.#db.pragma('synchronous = NORMAL')
-    try {
+    this.#withoutFsync(() => {
       if (processId === undefined) this.#s.createdInDelete.run(backend)
       else this.#s.createdInPut.run(backend, processId)
-    } finally {
-      if (this.#synchronous === 'full') this.#db.pragma('synchronous = FULL')
-    }
+    })
   }
 
   async createdIn (): Promise<Map<string, string>> {
@@ -363,7 +400,9 @@ export class SqliteStore implements DesiredStateStore {
 
   async appendAudit (entries: readonly AuditRecord[]): Promise<void> {
     checkAuditRecords(entries)
-    if (entries.length > 0) this.#appendAudit.immediate(entries)
+    // Not fsynced (see the header): the next commit's fsync, or the WAL's own one soon after,
+    // carries the entries to disk, so that a write costs one fsync and not two.
+    if (entries.length > 0) this.#withoutFsync(() => { this.#appendAudit.immediate(entries) })
   }
 
   async listAudit (query: AuditQuery): Promise<AuditPage> {
@@ -394,7 +433,79 @@ export class SqliteStore implements DesiredStateStore {
   }
 
   async close (): Promise<void> {
+    // Commits already asked for are written (and fsynced) first; closing the last connection
+    // checkpoints the WAL into the file with its fsyncs, so nothing unsynced is left behind.
+    if (this.#db.open) await this.#group.drain()
+    clearTimeout(this.#walSync)
+    this.#walSync = undefined
     if (this.#db.open) this.#db.close()
+  }
+
+  /**
+   * Writes one group of commits: one IMMEDIATE transaction (it takes the write lock first: a deferred
+   * transaction that reads, then writes, can fail with SQLITE_BUSY without waiting when another
+   * connection wrote in between), one savepoint per commit, one fsync. A lone commit is its own
+   * transaction.
+   */
+  #writeGroup (commits: readonly Commit[]): Array<Settled<number>> {
+    const one = (c: Commit): Settled<number> => {
+      try {
+        return { ok: true, value: this.#commit.immediate(c.changes, c.meta) }
+      } catch (error) {
+        return { ok: false, error }
+      }
+    }
+    let results: Array<Settled<number>>
+    if (commits.length === 1) results = [one(commits[0] as Commit)]
+    else {
+      try {
+        results = this.#commitGroup.immediate(commits)
+      } catch {
+        // The group could not be written as one: each commit alone, so that only the ones that
+        // cannot be written fail (a huge map.replace on a full disk, not the small writes with it).
+        results = commits.map(one)
+      }
+    }
+    // Every frame written before this commit's is now on disk too (the fsync covers the whole WAL).
+    if (this.#synchronous === 'full' && results.some(r => r.ok)) this.#unsynced = false
+    return results
+  }
+
+  /**
+   * Runs `write` with synchronous=NORMAL: in the WAL when it returns, not fsynced. With
+   * HAPCTL_STORE_SYNC=full, the WAL is fsynced AUDIT_SYNC_DELAY_MS later if no commit did it meanwhile.
+   */
+  #withoutFsync (write: () => void): void {
+    if (this.#synchronous !== 'full') { write(); return }
+    this.#db.pragma('synchronous = NORMAL')
+    try {
+      write()
+    } finally {
+      this.#db.pragma('synchronous = FULL')
+    }
+    this.#unsynced = true
+    if (this.#walSync !== undefined) return
+    this.#walSync = setTimeout(() => { this.#syncWal().catch(() => {}) }, AUDIT_SYNC_DELAY_MS)
+    this.#walSync.unref()
+  }
+
+  /** fdatasync of the WAL on libuv's thread pool: the event loop goes on meanwhile. */
+  async #syncWal (): Promise<void> {
+    this.#walSync = undefined
+    if (!this.#unsynced || !this.#db.open) return
+    this.#unsynced = false
+    try {
+      const handle = await openFile(this.#wal, 'r+')
+      try {
+        await handle.datasync()
+      } finally {
+        await handle.close()
+      }
+    } catch {
+      // No WAL (checkpointed into the file, with its fsyncs), or it cannot be synced now: the next
+      // commit's fsync or checkpoint carries the entries, as it would have without this.
+      this.#unsynced = true
+    }
   }
 
   /** sqlite_sequence, not MAX(revision): it stays right if old revisions are ever pruned. */

@@ -221,7 +221,12 @@ export interface DesiredStateStore {
    * entries cost ~0.2 s to read from SQLite, one costs microseconds).
    */
   getMapEntry (name: string, key: string): Promise<{ managed: false } | { managed: true, value: string | undefined }>
-  /** Applies the changes in one transaction and returns the new revision (strictly increasing). */
+  /**
+   * Applies the changes in one transaction and returns the new revision (strictly increasing),
+   * once the commit is durable as HAPCTL_STORE_SYNC says (full: on disk). Concurrent commits may
+   * share a transaction and its fsync (group commit); each still gets its own revision, in the order
+   * the calls were made, and fails only for its own changes.
+   */
   commit (changes: readonly DesiredChange[], meta: CommitMeta): Promise<number>
   /** Revisions after `revision`, oldest first, at most `limit`. */
   changesSince (revision: number, limit: number): Promise<RevisionRecord[]>
@@ -233,8 +238,10 @@ export interface DesiredStateStore {
   setCreatedIn (backend: string, processId: string | undefined): Promise<void>
   createdIn (): Promise<Map<string, string>>
   /**
-   * The audit trail: appends the entries in one transaction (durable as a commit is: fsynced with
-   * HAPCTL_STORE_SYNC=full), in the order given. Not desired state: no revision.
+   * The audit trail: appends the entries in one transaction, in the order given, written (readable,
+   * and surviving a crash of hapctl) when it resolves. Not desired state: no revision, and no fsync of
+   * its own: the entries reach the disk with the next commit's, or within a fraction of a second
+   * when no commit follows (PostgreSQL's asynchronous commit), so that a write costs one fsync.
    */
   appendAudit (entries: readonly AuditRecord[]): Promise<void>
   /** Entries newest first (by time, then id), filtered, one page at a time. */
