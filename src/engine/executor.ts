@@ -51,6 +51,12 @@ export type RunOptions = {
    * holders of overlapping sets never wait for each other in a cycle.
    */
   readonly lock?: string | readonly string[] | undefined
+  /**
+   * Locks held in shared mode, with others that share them: writes to distinct entries of one map each
+   * lock their entry and share the map's lock, which a whole-map operation takes alone. A key in both
+   * lists is exclusive. All keys are taken in one sorted order.
+   */
+  readonly sharedLock?: string | readonly string[] | undefined
   /** Who asks: `api` (a token's name later), `reconciler`. */
   readonly actor?: string | undefined
   readonly requestId?: string | undefined
@@ -136,13 +142,15 @@ export class Executor {
     const refused = (reason: 'BUSY' | 'SHUTTING_DOWN', message: string): OperationError =>
       new OperationError(reason, message, { outcome: 'refused', state: refusedState(opts.target) })
     if (this.closing) throw refused('SHUTTING_DOWN', 'hapctl is stopping and takes no new operation; retry once it is back')
-    const keys = [...new Set(typeof opts.lock === 'string' ? [opts.lock] : opts.lock ?? [`${opts.target.kind}:${opts.target.id}`])].sort()
+    const exclusive = new Set(typeof opts.lock === 'string' ? [opts.lock] : opts.lock ?? [`${opts.target.kind}:${opts.target.id}`])
+    const shared = new Set(typeof opts.sharedLock === 'string' ? [opts.sharedLock] : opts.sharedLock ?? [])
+    const keys = [...new Set([...exclusive, ...shared])].sort()
     const timeoutMs = opts.lockTimeoutMs ?? this.#lockTimeoutMs
     const deadline = Date.now() + timeoutMs
     const signal = this.#shutdown.signal
     const under = (i: number): Promise<T> => i === keys.length
       ? this.closing ? Promise.reject(signal.reason) : fn()
-      : this.locks.run(keys[i] as string, () => under(i + 1), { timeoutMs: Math.max(1, deadline - Date.now()), signal })
+      : this.locks.run(keys[i] as string, () => under(i + 1), { timeoutMs: Math.max(1, deadline - Date.now()), signal, shared: !exclusive.has(keys[i] as string) })
     this.#active++
     try {
       return await under(0)
