@@ -460,10 +460,13 @@ export class SqliteStore implements DesiredStateStore {
     else {
       try {
         results = this.#commitGroup.immediate(commits)
-      } catch {
+      } catch (error) {
+        // Another process kept the write lock past busy_timeout: nothing was tried, and each commit
+        // alone would wait as long again, the event loop with it.
+        if ((error as { code?: unknown }).code === 'SQLITE_BUSY') results = commits.map(() => ({ ok: false, error }))
         // The group could not be written as one: each commit alone, so that only the ones that
         // cannot be written fail (a huge map.replace on a full disk, not the small writes with it).
-        results = commits.map(one)
+        else results = commits.map(one)
       }
     }
     // Every frame written before this commit's is now on disk too (the fsync covers the whole WAL).

@@ -81,6 +81,24 @@ describe('SqliteStore group commit', () => {
     expect((await store.changesSince(0, 10)).map(r => r.requestId)).toEqual(['a1', 'a2', 'a3'])
   })
 
+  it('a group refused for a lock held by another process fails at once, without each commit waiting again', async () => {
+    const path = file()
+    const store = await open(path)
+    const other = new Database(path)
+    try {
+      other.prepare('BEGIN IMMEDIATE').run()
+      const started = Date.now()
+      // The store waits its busy_timeout (5 s) once for the group; one by one, it would be 4 × 5 s more.
+      const results = await Promise.allSettled(['l1', 'l2', 'l3', 'l4'].map(async name => await store.commit(put(name), metaFor(name))))
+      expect(results.map(r => r.status === 'rejected' ? (r.reason as { code?: string }).code : r.status)).toEqual(['SQLITE_BUSY', 'SQLITE_BUSY', 'SQLITE_BUSY', 'SQLITE_BUSY'])
+      expect(Date.now() - started).toBeLessThan(12_000)
+    } finally {
+      other.prepare('ROLLBACK').run()
+      other.close()
+    }
+    expect(await store.commit(put('after'), metaFor('after'))).toBe(1)
+  }, 30_000)
+
   it('a commit resolves only once its transaction is committed: another connection sees it then', async () => {
     const path = file()
     const store = await open(path)
