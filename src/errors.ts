@@ -68,7 +68,8 @@ export const STATUS_OF: Record<Reason, number> = {
   SHUTTING_DOWN: 503,
   RESTORING: 503,
   STORE_UNAVAILABLE: 503,
-  RUNTIME_TIMEOUT: 504
+  RUNTIME_TIMEOUT: 504,
+  RUNTIME_BUSY: 503
 }
 
 /** `HAPROXY_STOPPING` → `HAPX_HAPROXY_STOPPING`. */
@@ -98,7 +99,7 @@ export type ProblemExtras = {
  * ran out clears when the operation ahead finishes; so do the large bodies ahead; a stopping hapctl is
  * back (or replaced) after a restart.
  */
-const RETRY_AFTER_S: Partial<Record<Reason, number>> = { BUSY: 1, LARGE_BODIES_BUSY: 1, SHUTTING_DOWN: 5 }
+const RETRY_AFTER_S: Partial<Record<Reason, number>> = { BUSY: 1, LARGE_BODIES_BUSY: 1, RUNTIME_BUSY: 1, SHUTTING_DOWN: 5 }
 
 /** The Retry-After of a problem code, when its reason has one. */
 export function retryAfterOf (code: string): number | undefined {

@@ -4,7 +4,7 @@
  * `HAPX_*` code, so a new resource or a second HAProxy node never needs its own error mapping.
  */
 import {
-  RuntimeAbortedError, RuntimeArgumentError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
+  RuntimeAbortedError, RuntimeArgumentError, RuntimeBusyError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
 } from '../runtime/errors.ts'
 
 /**
@@ -67,6 +67,7 @@ export const REASONS = {
   RESTORING: 'hapctl keeps the object but HAProxy does not have it (yet): it is put back after a restart or reload; retry (GET /status says why if it lasts).',
   STORE_UNAVAILABLE: 'The desired-state store cannot be read or could not record the change (HAProxy was then put back as it was).',
   RUNTIME_TIMEOUT: 'HAProxy did not answer in time.',
+  RUNTIME_BUSY: 'Every Runtime API connection hapctl may open (`HAPROXY_MAX_CONNECTIONS`) stayed in use until the deadline; nothing was sent; retry (`Retry-After`).',
   INTERNAL: 'A bug in hapctl; the log has the details.'
 } as const
 
@@ -153,6 +154,7 @@ const REJECTION_REASONS: Record<RuntimeCommandError['kind'], Reason> = {
 /** A runtime error as an operation failure (its reason from the error's type or HAProxy's refusal). */
 export function fromRuntime (err: RuntimeError): OperationError {
   if (err instanceof RuntimeUnavailableError) return new OperationError('RUNTIME_UNAVAILABLE', err.message, { cause: err })
+  if (err instanceof RuntimeBusyError) return new OperationError('RUNTIME_BUSY', err.message, { cause: err })
   if (err instanceof RuntimeTimeoutError) return new OperationError('RUNTIME_TIMEOUT', err.message, { command: err.verb, cause: err })
   if (err instanceof RuntimeProtocolError) return new OperationError('RUNTIME_PROTOCOL', err.message, { command: err.verb, cause: err })
   if (err instanceof RuntimeAbortedError) {

@@ -25,7 +25,7 @@ import net from 'node:net'
 import type { Command, CommandResult, ReplySink } from './commands/index.ts'
 import { experimentalModeOn, setCliTimeout, showInfo } from './commands/index.ts'
 import {
-  RuntimeAbortedError, RuntimeArgumentError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
+  RuntimeAbortedError, RuntimeArgumentError, RuntimeBusyError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
 } from './errors.ts'
 import { INTERACTIVE_PREAMBLE, MAX_LINE_BYTES, ReplyReader, finalReplyOnClose, nonInteractiveReply } from './protocol.ts'
 import type { ProcessInfo } from './parsers.ts'
@@ -457,7 +457,7 @@ export class RuntimeClient implements Runtime {
       const timer = setTimeout(() => {
         const i = this.#waiting.indexOf(waiter)
         if (i !== -1) this.#waiting.splice(i, 1)
-        reject(new RuntimeTimeoutError(deadline.timeoutMs))
+        reject(new RuntimeBusyError(deadline.timeoutMs, this.#maxConnections))
       }, Math.max(0, deadline.at - Date.now()))
       this.#waiting.push(waiter)
     })

@@ -7,6 +7,7 @@
 export const RuntimeErrorCode = {
   UNAVAILABLE: 'RUNTIME_UNAVAILABLE',
   TIMEOUT: 'RUNTIME_TIMEOUT',
+  BUSY: 'RUNTIME_BUSY',
   PROTOCOL: 'RUNTIME_PROTOCOL',
   COMMAND_REJECTED: 'RUNTIME_COMMAND_REJECTED',
   ABORTED: 'RUNTIME_ABORTED',
@@ -53,6 +54,18 @@ export class RuntimeTimeoutError extends RuntimeError {
         ? `HAProxy Runtime API did not answer within ${timeoutMs} ms`
         : `HAProxy Runtime API did not answer '${verb}' within ${timeoutMs} ms`)
     this.verb = verb
+    this.timeoutMs = timeoutMs
+  }
+}
+
+/**
+ * No connection became free before the deadline: every one the client may open was in use all along
+ * (hapctl's own congestion, not HAProxy's silence). Nothing was sent.
+ */
+export class RuntimeBusyError extends RuntimeError {
+  readonly timeoutMs: number
+  constructor (timeoutMs: number, connections: number) {
+    super(RuntimeErrorCode.BUSY, `none of the ${connections} Runtime API connection(s) hapctl may open (HAPROXY_MAX_CONNECTIONS) became free within ${timeoutMs} ms`)
     this.timeoutMs = timeoutMs
   }
 }

@@ -8,7 +8,7 @@ import type { Endpoint } from '../../src/runtime/client.ts'
 import * as cmd from '../../src/runtime/commands/index.ts'
 import type { AddBackendResult } from '../../src/runtime/commands/index.ts'
 import type { ProcessInfo } from '../../src/runtime/parsers.ts'
-import { RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError } from '../../src/runtime/errors.ts'
+import { RuntimeBusyError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError } from '../../src/runtime/errors.ts'
 import { startFakeHaproxy } from '../helpers/fake-haproxy.ts'
 import type { FakeHaproxy, Script } from '../helpers/fake-haproxy.ts'
 
@@ -262,14 +262,14 @@ describe('connection limit', () => {
     expect(fake.maxOpen).toBe(2)
   })
 
-  it('a queued caller times out with RuntimeTimeoutError if no slot frees', async () => {
+  it('a queued caller gives up with RuntimeBusyError if no slot frees, having sent nothing', async () => {
     const { fake, client } = await setup('tcp', haproxyLike(0, { 'show info': { stall: true } }), { maxConnections: 1, timeoutMs: 60_000 })
     const first = client.execute([cmd.showInfo()])
     first.catch(() => {})
     await waitFor(() => fake.lines().includes('show info'))
     const err = await rejectionOf(client.execute([cmd.publishBackend('dyn1')], { timeoutMs: 300 }))
-    expect(err).toBeInstanceOf(RuntimeTimeoutError)
-    expect(err).toMatchObject({ timeoutMs: 300 })
+    expect(err).toBeInstanceOf(RuntimeBusyError)
+    expect(err).toMatchObject({ timeoutMs: 300, code: 'RUNTIME_BUSY' })
     expect(fake.connections).toBe(1)
     await client.close()
     await expect(first).rejects.toBeInstanceOf(RuntimeProtocolError)
