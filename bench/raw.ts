@@ -1,7 +1,7 @@
 /**
  * The benchmark's own minimal Runtime API client, written to be as fast as the protocol allows and
  * independent of src/runtime (it is what hapctl is compared against, and the bench's way of checking
- * what HAProxy really holds). Framing follows runtime-notes 1.2-1.4: a non-interactive connection
+ * what HAProxy really holds). Framing follows the management guide (9.3): a non-interactive connection
  * runs one line and closes; on a `prompt i` connection every reply ends with its first empty line.
  * No validation, no timeouts per command beyond a safety deadline: the bench sends only its own
  * well-formed commands.
@@ -52,7 +52,7 @@ export function body (reply: string): string {
   return reply.endsWith('\n\n') ? reply.slice(0, -1) : reply === '\n' ? '' : reply
 }
 
-/** The last non-empty line of a reply: what decides success (runtime-notes pitfall 6, stray notices). */
+/** The last non-empty line of a reply: what decides success (a reply may carry notices before it). */
 export function lastLine (reply: string): string {
   const lines = reply.split('\n').filter(l => l !== '')
   return lines[lines.length - 1] ?? ''
@@ -159,9 +159,13 @@ export class Session {
   }
 }
 
-/** `show map <map>` on a fresh connection, as [key, value] pairs (`<id> <key> <value>` per line, runtime-notes 5.2). */
+/** `show map <map>` on a fresh connection, as [key, value] pairs (`<id> <key> <value>` per line). */
 export async function mapEntries (target: Target, map: string): Promise<Array<[string, string]>> {
-  const text = body(await oneShot(target, `show map ${map}\n`))
+  return parseShowMap(body(await oneShot(target, `show map ${map}\n`)))
+}
+
+/** The lines of a `show map` reply (`<id> <key> <value>`) as [key, value] pairs. */
+export function parseShowMap (text: string): Array<[string, string]> {
   const out: Array<[string, string]> = []
   for (const l of text.split('\n')) {
     if (l === '') continue
@@ -175,7 +179,7 @@ export async function mapEntries (target: Target, map: string): Promise<Array<[s
 /**
  * Splits `k v` lines into `add map [@ver] <map> <<` requests of at most `maxBytes` each (command line
  * + payload + final empty line), so that no request reaches HAProxy's 16384-byte buffer boundary
- * (runtime-notes 5.10).
+ * (see *Maps* in the README's "Behaviour worth knowing").
  */
 export function payloadRequests (header: string, lines: readonly string[], maxBytes = 16_000): string[] {
   const requests: string[] = []
