@@ -465,29 +465,33 @@ export class Reconciler {
       case 'map': {
         const m = item.map
         let stale = false
+        let entries = m.entries
         return await executor.perform(opts('map', m.name, `map:${m.name}`), async (): Promise<Plan> => {
           if (!await unchanged()) {
+            // Under the map's lock no write to it commits: what the store holds now is what to load.
+            // (Giving up instead starved the map for as long as writes kept coming after a reload.)
             const now = await store.getMap(m.name)
-            if (now === undefined || !sameEntries(now.entries, m.entries)) {
+            if (now === undefined) {
               stale = true
               return { target: { kind: 'map', id: m.name }, action: 'stale', steps: [] }
             }
+            entries = now.entries
           }
           const live = await readContent(this.#o.runtime, m.name)
-          if (sameEntries(live, m.entries)) return { target: { kind: 'map', id: m.name }, action: 'reconcile', steps: [] }
+          if (sameEntries(live, entries)) return { target: { kind: 'map', id: m.name }, action: 'reconcile', steps: [] }
           return {
             target: { kind: 'map', id: m.name },
             action: 'reconcile',
             steps: [{
               label: 'load map version',
               apply: async ({ runtime }) => {
-                const staged = await stageContent(runtime, m.name, m.entries)
+                const staged = await stageContent(runtime, m.name, entries)
                 await gate
                 await staged.commit()
               }
             }]
           }
-        }, async o => stale ? 'changed' : o.applied.length === 0 ? undefined : `map/${m.name}: ${m.entries.length} entries loaded`)
+        }, async o => stale ? 'changed' : o.applied.length === 0 ? undefined : `map/${m.name}: ${entries.length} entries loaded`)
       }
       case 'remove-backend': {
         const name = item.name

@@ -179,12 +179,9 @@ describe('writes with kept connections', () => {
     for (const port of left) expect(sessions.has(port), `client port ${port} is not a session of worker ${newPid}`).toBe(true)
   })
 
-  // Fails today, for a reason outside the pool: the reconciler's pass gives up on a map whenever any
-  // write moved the store since the pass began (src/engine/reconciler.ts, the map item's `stale`), and
-  // tries again 200 ms later; a steady stream of writes to the map makes every pass stale, so the new
-  // worker lacks the map's earlier entries until the writes pause. Under the map's lock the store's
-  // content cannot move: loading it then, instead of giving up, fixes it. Make this `it` with that fix.
-  it.fails('across a master-worker reload while the writes go on: what the old worker was told is back within 2 s, before they stop', async () => {
+  // The reconciler's pass used to give up on a map whenever a write had moved the store since the pass
+  // began, so a steady stream of writes kept the new worker without the map's earlier entries.
+  it('across a master-worker reload while the writes go on: what the old worker was told is back within 2 s, before they stop', async () => {
     const app = await startApp()
     expect((await call(app, 'PUT', '/maps/virt@paths.map/entries/%2Fwarm3', { value: 'static_ref' })).status).toBe(201)
     const w = writers(app, 'go', 4)
