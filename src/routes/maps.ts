@@ -11,10 +11,10 @@ import { z } from 'zod'
 import type { MapService } from '../resources/maps/service.ts'
 import { parseMapFile } from '../resources/maps/service.ts'
 import { ProblemSchema, RUNTIME_PROBLEMS, WRITE_PROBLEMS } from '../schemas/common.ts'
-import { BODY_LIMITS } from '../plugins/body.ts'
+import { BODY_LIMITS, boundedValidatorCompiler } from '../plugins/body.ts'
 import {
   EntryListQuerySchema, EntryPageSchema, IfMatchHeadersSchema, MapEntryParamsSchema, MapEntrySchema, MapListSchema, StoredMapEntrySchema, MapParamsSchema,
-  PatchBodySchema, PutEntryBodySchema, ReplaceBodySchema, ReplaceResultSchema
+  PatchBodySchema, PutEntryBodySchema, ReplaceBodySchema, ReplaceResultSchema, isValidReplaceArray
 } from '../schemas/maps.ts'
 
 const tags = ['maps']
@@ -62,6 +62,14 @@ export const mapRoutes: FastifyPluginAsyncZod<{ maps: MapService }> = async func
 
   app.put('/:map/entries', {
     bodyLimit: BODY_LIMITS.replaceMapEntries,
+    // A map file (a string) or an array of valid entries passes as it is; whatever else goes through
+    // the schema, which says what is wrong (schemas/maps.ts isValidReplaceArray).
+    validatorCompiler: route => {
+      // Fastify types a route's own compiler with the whole route schema; it gets one part's zod schema.
+      const validate = boundedValidatorCompiler(route as unknown as Parameters<typeof boundedValidatorCompiler>[0])
+      if (route.httpPart !== 'body') return validate
+      return data => typeof data === 'string' || isValidReplaceArray(data) ? { value: data } : validate(data)
+    },
     schema: {
       tags,
       summary: "Replace a map's whole content atomically",

@@ -244,6 +244,48 @@ describe('maps (real HAProxy)', () => {
     expect(await haproxy().cli('show servers state webservers')).toMatch(/ web1 127\.0\.0\.1 2 0 /)
   })
 
+  it('lists a 100k-entry map page by page: every entry exactly once, in order, under one ETag; a prefix pages too', async () => {
+    const entries = Array.from({ length: 100_000 }, (_, i) => ({ key: `/l${i}`, value: `v ${i} é` }))
+    const put = await api().inject({ method: 'PUT', url: entriesUrl, headers: { 'content-type': 'text/plain' }, payload: entries.map(e => `${e.key} ${e.value}\n`).join('') })
+    expect([put.statusCode, put.json()]).toEqual([200, { entries: 100_000 }])
+    const walk = async (query: Record<string, string>) => {
+      const seen: Array<{ key: string, value: string }> = []
+      const etags = new Set<string>()
+      let cursor: string | undefined
+      for (let pages = 0; pages < 200; pages++) {
+        const res = await api().inject({ method: 'GET', url: entriesUrl, query: cursor === undefined ? query : { ...query, cursor } })
+        expect(res.statusCode).toBe(200)
+        etags.add(res.headers.etag as string)
+        seen.push(...res.json().items)
+        cursor = res.json().next
+        if (cursor === undefined) break
+      }
+      return { seen, etags: [...etags] }
+    }
+    const all = await walk({ limit: '7000' })
+    expect(all.seen.length).toBe(100_000)
+    expect(all.seen).toEqual(entries)
+    expect(all.etags).toEqual([put.headers.etag])
+    const some = await walk({ limit: '100', prefix: '/l9999' })
+    expect(some.seen).toEqual(entries.filter(e => e.key.startsWith('/l9999')))
+    // The exact-key read streams the map too, with the same ETag.
+    const one = await api().inject({ method: 'GET', url: entryUrl('/l54321') })
+    expect([one.json(), one.headers.etag]).toEqual([{ key: '/l54321', value: 'v 54321 é' }, put.headers.etag])
+    expect((await api().inject({ method: 'GET', url: entryUrl('/l100000') })).statusCode).toBe(404)
+  }, 120_000)
+
+  it('refuses a 100k-entry JSON replace with one wrong entry, or one duplicate, and changes nothing', async () => {
+    const before = await showMap()
+    const entries: Array<Record<string, unknown>> = Array.from({ length: 100_000 }, (_, i) => ({ key: `/w${i}`, value: 'static_ref' }))
+    entries[77_777] = { key: '/w77777', value: 'static ref;' }
+    const bad = await api().inject({ method: 'PUT', url: entriesUrl, payload: entries })
+    expect([bad.statusCode, bad.json().errors]).toEqual([400, [{ field: 'body.77777.value', message: "character ';' is not allowed" }]])
+    entries[77_777] = { key: '/w5', value: 'static_ref' }
+    const dup = await api().inject({ method: 'PUT', url: entriesUrl, payload: entries })
+    expect([dup.statusCode, dup.json().code]).toEqual([400, 'HAPX_DUPLICATE_KEYS'])
+    expect(await showMap()).toEqual(before)
+  }, 60_000)
+
   it('replaces 100k entries atomically while traffic never sees a gap or goes back', async () => {
     const filler = (value: string) => Array.from({ length: 100_000 }, (_, i) => ({ key: `/f${i}`, value }))
     const first = await api().inject({ method: 'PUT', url: entriesUrl, payload: [{ key: '/a', value: 'static_unref' }, ...filler('static_unref').slice(1)] })

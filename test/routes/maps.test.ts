@@ -139,6 +139,28 @@ describe('/maps routes', () => {
     expect(f.runtime.sent).toEqual([])
   })
 
+  it('refuses a JSON array with wrong elements with the schema\'s field errors, whatever the fast path skips', async () => {
+    const f = await setup([['/old', 'x']])
+    const good = Array.from({ length: 1000 }, (_, i) => ({ key: `/k${i}`, value: 'v' }))
+    const bad: unknown[] = [...good]
+    bad[5] = { key: 'a b', value: 'v' }
+    bad[7] = { key: '/x', value: 'v', extra: 1 }
+    bad[9] = { key: '/y' }
+    bad[11] = 'text'
+    const res = await f.app.inject({ method: 'PUT', url: base, payload: bad })
+    expect([res.statusCode, res.json().code]).toEqual([400, 'HAPX_VALIDATION_FAILED'])
+    expect(res.json().errors).toEqual([
+      { field: 'body.5.key', message: 'must not contain spaces (a key is one word)' },
+      { field: 'body.7', message: 'Unrecognized key: "extra"' },
+      { field: 'body.9.value', message: 'Invalid input: expected string, received undefined' },
+      { field: 'body.11', message: 'Invalid input: expected object, received string' }
+    ])
+    expect(f.runtime.sent).toEqual([])
+    const dups = await f.app.inject({ method: 'PUT', url: base, payload: [...good, { key: '/k3', value: 'w' }] })
+    expect([dups.statusCode, dups.json().code, dups.json().errors]).toEqual([400, 'HAPX_DUPLICATE_KEYS', [{ field: 'body', message: "duplicate key '/k3'" }]])
+    expect(f.live()).toEqual(['/old x'])
+  })
+
   it('addresses a 1024-byte key in the path', async () => {
     const key = '/' + 'k'.repeat(1023)
     const f = await setup([[key, 'x']])

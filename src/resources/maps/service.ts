@@ -25,10 +25,10 @@ import type { DesiredChange } from '../../engine/store/types.ts'
 import { MAP_REFERENCES, loadContentStep, mapNotFound, readContent, readReference, unknownReference } from '../pattern-refs/versioned-load.ts'
 import type { MapChange } from './content.ts'
 import {
-  assertUniqueKeys, assertWritable, checkChanges, checkEntries, checkIfMatch, firstOfEachKey, mapEtag, patched, unwritableEntries
+  EtagDigest, assertWritable, checkChanges, checkContent, checkIfMatch, firstOfEachKey, mapEtag, patched, unwritableEntries
 } from './content.ts'
 import type { EntryPage } from './pagination.ts'
-import { pageOf } from './pagination.ts'
+import { decodeCursor, pageVisitor } from './pagination.ts'
 
 export type { MapEntry }
 export type { MapChange } from './content.ts'
@@ -120,16 +120,33 @@ export class MapService {
     return { entries, etag: mapEtag(entries) }
   }
 
-  /** One page of entries, optionally only keys starting with `prefix` (./pagination.ts). */
+  /**
+   * One page of entries, optionally only keys starting with `prefix` (./pagination.ts), cut from the
+   * dump as it arrives: only the page and the ETag's digest are kept.
+   */
   async page (map: string, opts: { limit: number, cursor?: string | undefined, prefix?: string | undefined }): Promise<EntryPage> {
-    const { entries, etag } = await this.read(map)
-    return pageOf(map, entries, etag, opts)
+    checkMapName(map)
+    const cursor = opts.cursor === undefined ? undefined : decodeCursor(opts.cursor)
+    const page = await readReference(this.#runtime, MAP_REFERENCES, map,
+      cmd.scanMapEntries(map, () => pageVisitor({ limit: opts.limit, cursor, prefix: opts.prefix })))
+    if ('stale' in page) throw new OperationError('CURSOR_STALE', `map '${map}' changed so much since the previous page that it cannot be resumed; start again without cursor`)
+    return page
   }
 
   /** The entry whose key is exactly `key` (the oldest, which lookups use, if there are duplicates). */
   async get (map: string, key: string): Promise<{ entry: MapEntry, etag: string }> {
-    const { entries, etag } = await this.read(map)
-    const entry = entries.find(e => e.key === key)
+    checkMapName(map)
+    const { entry, etag } = await readReference(this.#runtime, MAP_REFERENCES, map, cmd.scanMapEntries(map, () => {
+      const digest = new EtagDigest()
+      let found: MapEntry | undefined
+      return {
+        entry: (k, value) => {
+          digest.add(k, value)
+          if (found === undefined && k === key) found = { key: k, value }
+        },
+        end: () => ({ entry: found, etag: digest.digest() })
+      }
+    }))
     if (entry === undefined) throw entryNotFound(map, key)
     return { entry, etag }
   }
@@ -243,8 +260,7 @@ export class MapService {
   /** Replaces the whole content atomically (the versioned load). */
   async replace (map: string, entries: MapEntry[], ifMatch?: string): Promise<ReplaceResult> {
     checkMapName(map)
-    checkEntries(entries)
-    assertUniqueKeys(entries.map(e => e.key), 'body')
+    checkContent(entries)
     const ref = await this.#resolve(map)
     return this.#write(ref, 'replace', async () => {
       // Read for If-Match, and for what undoing loads back should the store refuse the change.

@@ -3,7 +3,7 @@
  * <map> <<` payloads, `commit map`).
  * @see https://docs.haproxy.org/3.4/management.html#9.3
  */
-import type { Command } from './core.ts'
+import type { Command, ReplySink } from './core.ts'
 import { expectEmpty, line, rejection, showCommand } from './core.ts'
 import type { PayloadCommand } from '../client.ts'
 import { RuntimeArgumentError, RuntimeProtocolError } from '../errors.ts'
@@ -70,35 +70,150 @@ export function parseShowMapList (reply: string): MapInfo[] {
   })
 }
 
-const ENTRY_LINE = /^0x[0-9a-f]+ ([^ ]*) (.*)$/s
-
 /**
- * `show map [@<ver>] <map>`: `<0x id> <key> <value>` per line, in insertion order (runtime-notes 5.2).
- * Split at the first two spaces: keys written through hapctl have no spaces, so the value is the rest
- * of the line, inner spaces included. A line that is not an entry can only be the continuation of a
- * value holding a newline (stored by someone else with `\` + LF); it is joined back to it.
+ * Receives the entries of one `show map` reply, one at a time and in order, as the reply arrives;
+ * `end` gives the result. Only what it keeps stays in memory: a page, a count, a digest.
  */
-export function parseShowMapEntries (reply: string): MapEntry[] {
-  const entries: MapEntry[] = []
-  if (reply === '') return entries
-  for (const l of reply.split('\n')) {
-    const m = ENTRY_LINE.exec(l)
-    if (m !== null) entries.push({ key: m[1] as string, value: m[2] as string })
-    else if (entries.length > 0) (entries[entries.length - 1] as MapEntry).value += '\n' + l
-    else throw new RuntimeProtocolError('show map: the reply does not start with an entry', { verb: 'show map', reply })
-  }
-  return entries
+export type MapEntryVisitor<T> = {
+  readonly entry: (key: string, value: string) => void
+  readonly end: () => T
 }
 
-/** Number of entries in a `show map` dump, without building them. */
+/**
+ * The lines of one reply given to `line` as they complete, whatever the pieces they arrive in (a
+ * piece may end inside a line, or between the two `\n` of the terminator); empty lines are skipped:
+ * one can only end a reply, never be inside one. `validStart` decides from the reply's first two
+ * characters whether it is the expected output; any other reply is kept (its first 64 KiB) and ends
+ * in `showCommand`'s own verdict on it: HAProxy's refusal, or a protocol error.
+ */
+function lineSink<T> (verb: string, text: string, validStart: (head: string) => boolean, line: (l: string) => void, end: () => T): ReplySink<T> {
+  let partial = ''
+  let mode: 'unknown' | 'lines' | 'other' = 'unknown'
+  let other = ''
+  const lines = (piece: string): void => {
+    let start = 0
+    let nl = piece.indexOf('\n')
+    if (partial !== '') {
+      if (nl === -1) { partial += piece; return }
+      const l = partial + piece.slice(0, nl)
+      partial = ''
+      if (l !== '') line(l)
+      start = nl + 1
+      nl = piece.indexOf('\n', start)
+    }
+    while (nl !== -1) {
+      if (nl > start) line(piece.slice(start, nl))
+      start = nl + 1
+      nl = piece.indexOf('\n', start)
+    }
+    partial = piece.slice(start)
+  }
+  return {
+    write: piece => {
+      if (piece === '') return
+      if (mode === 'unknown') {
+        other += piece
+        if (other.length < 2) return
+        mode = validStart(other) ? 'lines' : 'other'
+        if (mode === 'lines') { piece = other; other = '' }
+      } else if (mode === 'other') {
+        if (other.length < MAX_UNEXPECTED_REPLY) other += piece.slice(0, MAX_UNEXPECTED_REPLY - other.length)
+        return
+      }
+      if (mode === 'lines') lines(piece)
+    },
+    end: () => {
+      // Fewer than two characters: nothing, or a lone `\n` (nothing either), or not the expected output.
+      if (mode === 'unknown' && other !== '' && other !== '\n') mode = 'other'
+      if (mode === 'other') {
+        // Fails by construction (nothing is valid): the same verdict parse() gives a whole reply.
+        return showCommand<T>(verb, text, () => { throw new Error('unreachable') }, () => false).parse(other.replace(/\n+$/, ''))
+      }
+      if (partial !== '') { line(partial); partial = '' }
+      return end()
+    }
+  }
+}
+
+/** Text of an unexpected reply kept for its error: enough for any refusal, bounded for garbage. */
+const MAX_UNEXPECTED_REPLY = 64 * 1024
+
+/** A command whose reply goes through a sink, piece by piece or (parse) whole: both give the same. */
+function sinkCommand<T> (verb: string, text: string, sink: () => ReplySink<T>): Command<T> {
+  return {
+    text,
+    verb,
+    sink,
+    parse: reply => {
+      const s = sink()
+      s.write(reply)
+      return s.end()
+    }
+  }
+}
+
+const isHex = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66)
+
+/**
+ * `show map [@<ver>] <map>` entries to a visitor: `<0x id> <key> <value>` per line, in insertion order
+ * (runtime-notes 5.2), split at the first two spaces: keys written through hapctl have no spaces, so
+ * the value is the rest of the line, inner spaces included. A line that is not an entry can only be
+ * the continuation of a value holding a newline (stored by someone else with `\` + LF); it is joined
+ * back to it, so an entry reaches the visitor once the next one starts (or the reply ends).
+ */
+function entriesSink<T> (verb: string, text: string, visitor: MapEntryVisitor<T>): ReplySink<T> {
+  let key: string | undefined
+  let value = ''
+  const line = (l: string): void => {
+    const sp1 = l.indexOf(' ')
+    let ok = sp1 > 2 && l.charCodeAt(0) === 0x30 && l.charCodeAt(1) === 0x78
+    for (let i = 2; ok && i < sp1; i++) ok = isHex(l.charCodeAt(i))
+    const sp2 = ok ? l.indexOf(' ', sp1 + 1) : -1
+    if (sp2 !== -1) {
+      if (key !== undefined) visitor.entry(key, value)
+      key = l.slice(sp1 + 1, sp2)
+      value = l.slice(sp2 + 1)
+    } else if (key !== undefined) value += '\n' + l
+    else throw new RuntimeProtocolError('show map: the reply does not start with an entry', { verb: 'show map', reply: l })
+  }
+  return lineSink(verb, text, looksLikeEntries, line, () => {
+    if (key !== undefined) visitor.entry(key, value)
+    key = undefined
+    return visitor.end()
+  })
+}
+
+/** Every entry, as a list. */
+function collectEntries (): MapEntryVisitor<MapEntry[]> {
+  const entries: MapEntry[] = []
+  return { entry: (key, value) => { entries.push({ key, value }) }, end: () => entries }
+}
+
+/** A whole `show map [@<ver>] <map>` reply as a list of entries (see entriesSink). */
+export function parseShowMapEntries (reply: string): MapEntry[] {
+  const s = entriesSink('show map', 'show map', collectEntries())
+  s.write(reply)
+  return s.end()
+}
+
+/** Number of entries in a whole `show map` dump, without building them. */
 export function countShowMapEntries (reply: string): number {
-  if (reply === '') return 0
+  const s = countSink('show map', 'show map')
+  s.write(reply)
+  return s.end()
+}
+
+/** Counts the lines that start an entry (`0x…`); nothing else is kept. */
+function countSink (verb: string, text: string): ReplySink<number> {
   let n = 0
-  for (const l of reply.split('\n')) if (l.startsWith('0x')) n++
-  return n
+  return lineSink(verb, text, looksLikeEntries, l => { if (l.startsWith('0x')) n++ }, () => n)
 }
 
 const looksLikeEntries = (r: string): boolean => r === '' || r.startsWith('0x')
+
+function showMapText (map: string, version?: number): string {
+  return version === undefined ? line('show map', checkMapName(map)) : line('show map', versionArg(version), checkMapName(map))
+}
 
 // --- builders ---------------------------------------------------------------------------------
 
@@ -112,8 +227,18 @@ export function showMaps (): Command<MapInfo[]> {
  * one. An unknown version answers like an empty map.
  */
 export function showMapEntries (map: string, version?: number): Command<MapEntry[]> {
-  const text = version === undefined ? line('show map', checkMapName(map)) : line('show map', versionArg(version), checkMapName(map))
-  return showCommand('show map', text, parseShowMapEntries, looksLikeEntries)
+  const text = showMapText(map, version)
+  return sinkCommand('show map', text, () => entriesSink('show map', text, collectEntries()))
+}
+
+/**
+ * `show map [@<ver>] <map>` with each entry given to a new visitor from `visitor` as the reply
+ * arrives: a page, a digest or a lookup of a million-entry map holds what the visitor keeps, not the
+ * map (management §9.3).
+ */
+export function scanMapEntries<T> (map: string, visitor: () => MapEntryVisitor<T>, version?: number): Command<T> {
+  const text = showMapText(map, version)
+  return sinkCommand('show map', text, () => entriesSink('show map', text, visitor()))
 }
 
 /**
@@ -121,8 +246,8 @@ export function showMapEntries (map: string, version?: number): Command<MapEntry
  * version and is wrong for a map used by two converters (runtime-notes 5.1, pitfall 9).
  */
 export function countMapEntries (map: string, version?: number): Command<number> {
-  const text = version === undefined ? line('show map', checkMapName(map)) : line('show map', versionArg(version), checkMapName(map))
-  return showCommand('show map', text, countShowMapEntries, looksLikeEntries)
+  const text = showMapText(map, version)
+  return sinkCommand('show map', text, () => countSink('show map', text))
 }
 
 /**
@@ -245,24 +370,30 @@ export function addMapPayload (map: string, version: number, entries: readonly M
  * fresh connection (RuntimeClient.executePayload), so no payload line can end at the 16384-byte stream
  * boundary where HAProxy would cut the payload short (runtime-notes 5.10). One entry line is at most
  * 2050 bytes (MAP_KEY_MAX_BYTES + MAP_VALUE_MAX_BYTES + 2), so every entry fits in some chunk.
+ * Each key and value is checked once, and each payload built as one string as it goes: a million
+ * entries are split in one pass.
  */
 export function addMapPayloads (map: string, version: number, entries: readonly MapEntry[]): Array<PayloadCommand<void>> {
-  const header = Buffer.byteLength(line('add map', versionArg(version), checkMapName(map), '<<')) + 1
+  const verb = 'add map payload'
+  const text = line('add map', versionArg(version), checkMapName(map), '<<')
+  const header = Buffer.byteLength(text) + 1
   // MAX_LINE_BYTES (16000) is also the client's MAX_PAYLOAD_REQUEST_BYTES (not imported: client.ts imports this module).
   const budget = MAX_LINE_BYTES - header - 1
   const chunks: Array<PayloadCommand<void>> = []
-  let current: MapEntry[] = []
+  const push = (payload: string): void => { chunks.push({ text, verb, payload, parse: expectEmpty(verb) }) }
+  let payload = ''
   let size = 0
   for (const e of entries) {
-    const bytes = Buffer.byteLength(checkMapKey(e.key)) + Buffer.byteLength(checkMapValue(e.value)) + 2
-    if (size + bytes > budget && current.length > 0) {
-      chunks.push(addMapPayload(map, version, current))
-      current = []
+    const entryLine = `${checkMapKey(e.key)} ${checkMapValue(e.value)}\n`
+    const bytes = Buffer.byteLength(entryLine)
+    if (size + bytes > budget && size > 0) {
+      push(payload)
+      payload = ''
       size = 0
     }
-    current.push(e)
+    payload += entryLine
     size += bytes
   }
-  if (current.length > 0) chunks.push(addMapPayload(map, version, current))
+  if (size > 0) push(payload)
   return chunks
 }
