@@ -345,9 +345,9 @@ async function mapWrites ({ target, http, memHttp }: Ctx): Promise<Row[]> {
   const seq = rate('hapctl POST entries, sequential (SQLite store, interleaved)', N_WRITES, spent.sqlite)
   const seqMem = rate('hapctl POST entries, sequential, store in memory (interleaved)', N_WRITES, spent.memory)
   log(`  what the SQLite store costs a write: ${(100 * (1 - seq / seqMem)).toFixed(1)} % of the throughput`)
-  const post = (n: number): Promise<number> => run(`hapctl POST entries, concurrency ${n}`, () =>
+  const post = (n: number): Promise<number> => run(`hapctl POST entries, ${n} in flight`, () =>
     pool(N_WRITES, n, i => http.expect(201, 'POST', MAP_PATH, bodies[i])))
-  const put = (n: number): Promise<number> => run(n === 1 ? 'hapctl PUT entries/:key (upsert), sequential' : `hapctl PUT entries/:key (upsert), concurrency ${n}`, () =>
+  const put = (n: number): Promise<number> => run(n === 1 ? 'hapctl PUT entries/:key (upsert), sequential' : `hapctl PUT entries/:key (upsert), ${n} in flight`, () =>
     pool(N_WRITES, n, i => http.expect(201, 'PUT', `${MAP_PATH}/k${i}`, values[i])))
   const conc = await post(CONCURRENCY)
   const concHigh = await post(HIGH_CONCURRENCY)
@@ -396,7 +396,7 @@ async function reads ({ target, http, upstreamPort }: Ctx): Promise<Row[]> {
     for (let i = 0; i < n; i++) last = await http.expect(200, 'GET', '/backends')
   })
   check((JSON.parse(last) as { items: unknown[] }).items.length >= READ_BACKENDS, 'GET /backends lists the extra backends')
-  const listConc = await run(`hapctl GET /backends, concurrency ${CONCURRENCY}`, () =>
+  const listConc = await run(`hapctl GET /backends, ${CONCURRENCY} in flight`, () =>
     pool(n, CONCURRENCY, () => http.expect(200, 'GET', '/backends')))
 
   // GET /backends/:b/servers = `show servers state <b>` + `show stat <b> -1 -1`; raw sends the same two.
@@ -425,7 +425,7 @@ async function reads ({ target, http, upstreamPort }: Ctx): Promise<Row[]> {
     for (let i = 0; i < n; i++) last = await http.expect(200, 'GET', `/backends/${be(i)}/servers`)
   })
   check((JSON.parse(last) as { items: Array<{ name: string }> }).items[0]?.name === 's1', 'GET …/servers lists s1')
-  const srvConc = await run(`hapctl GET /backends/:b/servers, concurrency ${CONCURRENCY}`, () =>
+  const srvConc = await run(`hapctl GET /backends/:b/servers, ${CONCURRENCY} in flight`, () =>
     pool(n, CONCURRENCY, i => http.expect(200, 'GET', `/backends/${be(i)}/servers`)))
   await session.close()
 

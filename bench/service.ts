@@ -19,6 +19,8 @@ export type Memory = { rss: number, peak: number }
 export type Service = {
   readonly label: string
   readonly http: HttpClient
+  /** http://127.0.0.1:<port> */
+  readonly url: string
   readonly pid: number
   /**
    * Restarts the peak (VmHWM) from the current RSS (Linux `clear_refs` 5) and returns that RSS;
@@ -99,6 +101,7 @@ export async function startService (opts: ServiceOptions): Promise<Service> {
   return {
     label: opts.label,
     http,
+    url: proc.url,
     pid: proc.pid,
     resetPeak: () => {
       writeFileSync(`/proc/${proc.pid}/clear_refs`, '5')
@@ -126,10 +129,12 @@ async function startInProcess (opts: ServiceOptions, env: Record<string, string>
   // As before issue 9: no reconciler at all (it runs on the bench's event loop), logger off.
   const app = await buildApp({ config: loadConfig(env), logger: false, reconcile: false })
   await app.listen({ port: 0, host: '127.0.0.1' })
-  const http = new HttpClient('127.0.0.1', (app.server.address() as AddressInfo).port, opts.maxSockets)
+  const port = (app.server.address() as AddressInfo).port
+  const http = new HttpClient('127.0.0.1', port, opts.maxSockets)
   return {
     label: `${opts.label} (in the bench's process)`,
     http,
+    url: `http://127.0.0.1:${port}`,
     pid: process.pid,
     resetPeak: () => undefined,
     memory: () => undefined,
