@@ -35,6 +35,12 @@ export type { MapChange } from './content.ts'
 export type { EntryPage } from './pagination.ts'
 export { ifMatchSatisfied, mapEtag, parseMapFile } from './content.ts'
 
+/** Which lock a write holds: its entry's (sharing the map's with other entries), or the map's alone. */
+type MapLock = 'entry' | 'map'
+
+/** Thrown by a planner under an entry's lock that finds it needs the map's lock alone; #write retries. */
+class NeedsMapLock extends Error {}
+
 export type MapSummary = {
   name: string
   id: number
@@ -154,8 +160,8 @@ export class MapService {
   /** `add map`; MAP_ENTRY_EXISTS when the key exists (`add map` never de-duplicates). */
   async create (map: string, entry: MapEntry, ifMatch?: string): Promise<MapEntry> {
     const ref = await this.#resolve(map)
-    return this.#write(ref, 'create', async () => {
-      const { managed } = await this.#kept(ref.name, entry.key)
+    return this.#write(ref, 'create', async (lock) => {
+      const { managed } = await this.#kept(ref.name, entry.key, lock)
       // On a managed map without If-Match, one `get map` usually settles whether the key exists;
       // reading the whole map (megabytes for 100k entries) is the fallback, and what an ETag check
       // and an adoption need anyway.
@@ -176,14 +182,14 @@ export class MapService {
         changes: [...this.#adoption(ref, managed, current), { op: 'map.set', name: ref.name, key: entry.key, value: entry.value }],
         result: () => entry
       }
-    })
+    }, { key: entry.key, ifMatch })
   }
 
   /** `set map`, or `add map` when HAProxy answers `entry not found.` (`set map` never inserts). */
   async put (map: string, entry: MapEntry, ifMatch?: string): Promise<'created' | 'updated'> {
     const ref = await this.#resolve(map)
-    return this.#write(ref, 'update', async () => {
-      const kept = await this.#kept(ref.name, entry.key)
+    return this.#write(ref, 'update', async (lock) => {
+      const kept = await this.#kept(ref.name, entry.key, lock)
       const current = ifMatch !== undefined || !kept.managed ? await readContent(this.#runtime, ref.address) : undefined
       if (current !== undefined) checkIfMatch(ref.address, ifMatch, current)
       const changes = [...this.#adoption(ref, kept.managed, current), { op: 'map.set', name: ref.name, key: entry.key, value: entry.value } as const]
@@ -212,7 +218,7 @@ export class MapService {
         explain: explainUnknownMap(ref.address)
       }
       return { steps: [step], changes, result: () => outcome }
-    })
+    }, { key: entry.key, ifMatch })
   }
 
   /**
@@ -221,8 +227,8 @@ export class MapService {
    */
   async delete (map: string, key: string, ifMatch?: string): Promise<void> {
     const ref = await this.#resolve(map)
-    return this.#write(ref, 'delete', async () => {
-      const entry = await this.#kept(ref.name, key)
+    return this.#write(ref, 'delete', async (lock) => {
+      const entry = await this.#kept(ref.name, key, lock)
       const current = ifMatch !== undefined || !entry.managed ? await readContent(this.#runtime, ref.address) : undefined
       if (current !== undefined) checkIfMatch(ref.address, ifMatch, current)
       const kept = entry.managed && entry.value !== undefined ? { key, value: entry.value } : undefined
@@ -254,7 +260,7 @@ export class MapService {
         changes: [...this.#adoption(ref, entry.managed, current), { op: 'map.delete', name: ref.name, key }],
         result: () => undefined
       }
-    })
+    }, { key, ifMatch })
   }
 
   /** Replaces the whole content atomically (the versioned load). */
@@ -298,15 +304,31 @@ export class MapService {
     })
   }
 
-  /** Plans and runs one write under the map's lock, with the map's name as the target. */
-  async #write<T> (ref: MapRef, action: string, plan: () => Promise<Planned<T>>): Promise<T> {
+  /**
+   * Plans and runs one write under the map's lock, with the map's name as the target. A write to one
+   * entry of a managed map, without If-Match, locks only its entry and shares the map's lock with
+   * writes to other entries (they touch different keys in HAProxy and in the store); a whole-map
+   * write, an If-Match (the whole content must stay as seen) and the first write to a map hapctl does
+   * not keep yet (it adopts the whole content) take the map's lock alone.
+   */
+  async #write<T> (ref: MapRef, action: string, plan: (lock: MapLock) => Promise<Planned<T>>, entry?: { key: string, ifMatch: string | undefined }): Promise<T> {
     const target = { kind: 'map', id: ref.name }
     let result: (() => T) | undefined
-    return this.#executor.perform({ target, lock: `map:${ref.name}` }, async () => {
-      const planned = await plan()
+    const run = (lock: MapLock): Promise<T> => this.#executor.perform({
+      target,
+      ...(lock === 'entry' ? { lock: `map entry:${ref.name} ${entry?.key ?? ''}`, sharedLock: `map:${ref.name}` } : { lock: `map:${ref.name}` })
+    }, async () => {
+      const planned = await plan(lock)
       result = planned.result
       return { target, action, steps: planned.steps, changes: planned.changes }
     }, async () => (result as () => T)())
+    if (entry === undefined || entry.ifMatch !== undefined) return await run('map')
+    try {
+      return await run('entry')
+    } catch (err) {
+      if (!(err instanceof OperationError && err.cause instanceof NeedsMapLock)) throw err
+      return await run('map')
+    }
   }
 
   /**
@@ -323,13 +345,19 @@ export class MapService {
     return [{ op: 'map.replace', name: ref.name, entries: content }]
   }
 
-  /** Whether the store keeps the map, and the value it keeps for `key` (one row read, not the whole map). */
-  async #kept (name: string, key: string): Promise<{ managed: false } | { managed: true, value: string | undefined }> {
+  /**
+   * Whether the store keeps the map, and the value it keeps for `key` (one row read, not the whole map).
+   * Under an entry's lock, a map not kept yet needs the map's lock (see #write): nothing was sent yet.
+   */
+  async #kept (name: string, key: string, lock: MapLock): Promise<{ managed: false } | { managed: true, value: string | undefined }> {
+    let kept
     try {
-      return await this.#executor.store.getMapEntry(name, key)
+      kept = await this.#executor.store.getMapEntry(name, key)
     } catch (err) {
       throw new OperationError('STORE_UNAVAILABLE', `the desired-state store could not be read (${(err as Error).message}); nothing was changed`, { cause: err })
     }
+    if (!kept.managed && lock === 'entry') throw new NeedsMapLock()
+    return kept
   }
 
   /** `#<id>` and the name are the same map: lock, target and store use the name, so both forms serialize. */

@@ -168,6 +168,60 @@ describe('MapService: single-entry writes', () => {
   })
 })
 
+describe('MapService: locks', () => {
+  const pause = (): Promise<void> => new Promise(resolve => setTimeout(resolve, 30))
+
+  it('writes to different entries of a managed map do not wait for each other; writes to one entry do', async () => {
+    const { f, store, executor, maps, kept } = setup([['/a', 'x']])
+    await manage(store, [['/a', 'x']])
+    let sameKey: Promise<unknown> | undefined
+    await executor.locks.run(`map entry:${MAP} /a`, async () => {
+      await maps.put(MAP, { key: '/b', value: 'y' })
+      sameKey = maps.put(MAP, { key: '/a', value: 'z' })
+      await pause()
+      expect(f.runtime.sent).not.toContain(`set map ${MAP} /a z`)
+    })
+    await sameKey
+    expect(await kept()).toEqual(['/a z', '/b y'])
+  })
+
+  it('a write to an entry waits while the whole map is locked (a replace, the reconciler)', async () => {
+    const { f, store, executor, maps } = setup([['/a', 'x']])
+    await manage(store, [['/a', 'x']])
+    let write: Promise<unknown> | undefined
+    await executor.locks.run(`map:${MAP}`, async () => {
+      write = maps.put(MAP, { key: '/b', value: 'y' })
+      await pause()
+      expect(f.runtime.sent).toEqual([])
+    })
+    await write
+    expect(f.runtime.sent).toEqual([`set map ${MAP} /b y`, `add map ${MAP} /b y`])
+  })
+
+  it('the first write to a map hapctl does not keep yet, and a write with If-Match, take the map\'s lock alone', async () => {
+    const { f, executor, maps, kept } = setup([['/a', 'x']])
+    let adopting: Promise<unknown> | undefined
+    // Another entry's writer holds the map's lock shared: an adoption (whole content) must wait for it.
+    await executor.locks.run(`map:${MAP}`, async () => {
+      adopting = maps.put(MAP, { key: '/b', value: 'y' })
+      await pause()
+      expect(f.runtime.sent).toEqual([])
+    }, { shared: true })
+    await adopting
+    expect(await kept()).toEqual(['/a x', '/b y'])
+    const { etag } = await maps.read(MAP)
+    const sent = f.runtime.sent.length
+    let conditional: Promise<unknown> | undefined
+    await executor.locks.run(`map:${MAP}`, async () => {
+      conditional = maps.put(MAP, { key: '/c', value: 'z' }, etag)
+      await pause()
+      expect(f.runtime.sent.length).toBe(sent)
+    }, { shared: true })
+    await conditional
+    expect(await kept()).toEqual(['/a x', '/b y', '/c z'])
+  })
+})
+
 describe('MapService: whole-content writes', () => {
   it('replace commits map.replace with the new content', async () => {
     const { f, maps, kept, commits } = setup([['/old', 'x']])
