@@ -26,23 +26,148 @@ export function splitCsvLine (line: string): string[] {
 
 /**
  * `show stat` CSV: a `# pxname,svname,…` header, then one row per proxy, server and listener. With
- * `columns`, rows keep only those: a listing of a thousand backends is ~100 columns per row, and
- * building every one of them dominated GET /backends (measured with bench/run.ts).
+ * `columns`, rows keep only those, and only those fields are cut out of each line: a row has 213
+ * fields on 3.4.7, and a listing of a thousand backends splitting every one of them into a string
+ * was most of GET /backends' time and garbage (bench/README.md, finding 2).
  */
 export function parseShowStat (reply: string, columns?: readonly string[]): Row[] {
-  const lines = reply.split('\n').filter(l => l.length > 0)
-  const header = lines[0]
-  if (header === undefined || !header.startsWith('# pxname,')) {
-    throw new RuntimeProtocolError('show stat: the reply has no CSV header', { verb: 'show stat', reply })
+  const reader = new ShowStatReader(columns)
+  reader.write(reply)
+  return reader.end()
+}
+
+/**
+ * parseShowStat() over a reply given in pieces (a piece may end anywhere, even inside a line): only
+ * the unfinished last line of a piece is kept until the next one. end() returns the rows, or throws
+ * RuntimeProtocolError when the reply did not start with the CSV header.
+ */
+export class ShowStatReader {
+  readonly #columns: readonly string[] | undefined
+  readonly #rows: Row[] = []
+  /** Wanted columns, in the header's order: names and field positions. */
+  #names: string[] | undefined
+  #positions: number[] = []
+  /** The unfinished line at the end of the last piece. */
+  #carry = ''
+  /** Set when the first line is not the CSV header: the text is kept for the error. */
+  #invalid: string | undefined
+
+  constructor (columns?: readonly string[]) {
+    this.#columns = columns
   }
-  const names = splitCsvLine(header.slice(2))
-  const wanted = names.flatMap((name, i) => name !== '' && (columns === undefined || columns.includes(name)) ? [[name, i] as const] : [])
-  return lines.slice(1).map(line => {
-    const values = splitCsvLine(line)
+
+  write (text: string): void {
+    if (this.#invalid !== undefined) { this.#invalid += text; return }
+    let start = 0
+    if (this.#carry !== '') {
+      const nl = text.indexOf('\n')
+      if (nl === -1) { this.#carry += text; return }
+      const line = this.#carry + text.slice(0, nl)
+      this.#carry = ''
+      if (!this.#line(line, 0, line.length)) { this.#notCsv(text.slice(nl)); return }
+      start = nl + 1
+    }
+    for (;;) {
+      const nl = text.indexOf('\n', start)
+      if (nl === -1) break
+      if (!this.#line(text, start, nl)) { this.#notCsv(text.slice(nl)); return }
+      start = nl + 1
+    }
+    if (start < text.length) this.#carry = text.slice(start)
+  }
+
+  /** Keeps the rest of a reply that is not CSV, for the error. */
+  #notCsv (rest: string): void {
+    this.#invalid = (this.#invalid ?? '') + rest
+  }
+
+  end (): Row[] {
+    if (this.#carry !== '' && this.#invalid === undefined) this.#line(this.#carry, 0, this.#carry.length)
+    this.#carry = ''
+    if (this.#invalid !== undefined || this.#names === undefined) {
+      throw new RuntimeProtocolError('show stat: the reply has no CSV header', { verb: 'show stat', reply: this.#invalid ?? '' })
+    }
+    return this.#rows
+  }
+
+  /** The line text[start, end) (no newline in it); false when the reply turned out not to be CSV. */
+  #line (text: string, start: number, end: number): boolean {
+    if (start === end) return true
+    if (this.#names === undefined) {
+      const header = text.slice(start, end)
+      if (!header.startsWith('# pxname,')) { this.#invalid = header; return false }
+      const names = splitCsvLine(header.slice(2))
+      this.#names = []
+      names.forEach((name, i) => {
+        if (name !== '' && (this.#columns === undefined || this.#columns.includes(name))) {
+          (this.#names as string[]).push(name)
+          this.#positions.push(i)
+        }
+      })
+      return true
+    }
+    const names = this.#names
+    const positions = this.#positions
     const row: Record<string, string> = {}
-    for (const [name, i] of wanted) row[name] = values[i] ?? ''
-    return row
-  })
+    let field = 0
+    let pos = start
+    for (let w = 0; w < names.length; w++) {
+      const wanted = positions[w] as number
+      // Skip to the wanted field; a skipped field is cut only when quoted (it may hold a comma).
+      while (field < wanted && pos <= end) {
+        if (text.charCodeAt(pos) === QUOTE) pos = quotedField(text, pos, end)[1]
+        else while (pos < end && text.charCodeAt(pos) !== COMMA) pos++
+        pos++
+        field++
+      }
+      if (pos > end) {
+        row[names[w] as string] = ''
+        continue
+      }
+      if (text.charCodeAt(pos) === QUOTE) {
+        const [value, next] = quotedField(text, pos, end)
+        row[names[w] as string] = value
+        pos = next + 1
+      } else {
+        const next = fieldEnd(text, pos, end)
+        row[names[w] as string] = text.slice(pos, next)
+        pos = next + 1
+      }
+      field++
+    }
+    this.#rows.push(row)
+    return true
+  }
+}
+
+const QUOTE = 0x22
+const COMMA = 0x2c
+
+/** Where the unquoted field starting at `pos` ends: its comma, or the end of the line. */
+function fieldEnd (text: string, pos: number, end: number): number {
+  const comma = text.indexOf(',', pos)
+  return comma === -1 || comma > end ? end : comma
+}
+
+/**
+ * A field starting with a quote, read as splitCsvLine() does: `""` is a quote inside quotes, and
+ * what follows the closing quote up to the comma belongs to the field. Its value and its comma's
+ * position (or the end of the line).
+ */
+function quotedField (text: string, pos: number, end: number): [string, number] {
+  let value = ''
+  let quoted = true
+  let i = pos + 1
+  for (; i < end; i++) {
+    const c = text[i]
+    if (quoted) {
+      if (c === '"' && i + 1 < end && text[i + 1] === '"') { value += '"'; i++ } else if (c === '"') quoted = false
+      else value += c
+    } else if (c === '"' && value.length === 0) quoted = true
+    else if (c === ',') break
+    else value += c
+  }
+  return [value, i]
 }
 
 /** `type` column of `show stat` (0-based field 32); use it, not svname, since a server may be named BACKEND. */
