@@ -36,6 +36,9 @@ describe('exact command text', () => {
     ['show info', cmd.showInfo(), 'show info'],
     ['show stat', cmd.showStat(), 'show stat'],
     ['show stat <b>', cmd.showStat('webservers'), 'show stat webservers -1 -1'],
+    ['show stat <b>, its servers', cmd.showStat('webservers', { serversOnly: true }), 'show stat webservers 4 -1'],
+    ['show stat <b>, its BACKEND row', cmd.showStat('webservers', { backendOnly: true }), 'show stat webservers 2 -1'],
+    ['show stat, backends and servers', cmd.showStat(undefined, { backendsAndServersOnly: true }), 'show stat -1 6 -1'],
     ['show servers state', cmd.showServersState(), 'show servers state'],
     ['show servers state <b>', cmd.showServersState('webservers'), 'show servers state webservers'],
     ['show backend', cmd.showBackend(), 'show backend'],
@@ -46,6 +49,7 @@ describe('exact command text', () => {
     ['unpublish backend', cmd.unpublishBackend('dyn1'), 'unpublish backend dyn1'],
     ['del backend', cmd.delBackend('dyn1'), 'del backend dyn1'],
     ['wait be-removable', cmd.waitBackendRemovable('dyn1', 10_000), 'wait 10000ms be-removable dyn1'],
+    ['wait be-removable, as a question', cmd.probeBackendRemovable('dyn1'), 'wait 1ms be-removable dyn1'],
     ['set server state ready', cmd.setServerState('webservers', 'web1', 'ready'), 'set server webservers/web1 state ready'],
     ['set server state drain', cmd.setServerState('b.1', 's:2', 'drain'), 'set server b.1/s:2 state drain'],
     ['set server state maint', cmd.setServerState('b-1', '_s', 'maint'), 'set server b-1/_s state maint'],
@@ -312,6 +316,31 @@ describe('wait be-removable / srv-removable', () => {
 
   it('do not take an empty reply for success', () => {
     expectRefusal(waitBe, '', 'rejected', '(empty reply)')
+  })
+})
+
+describe('wait be-removable, as a question', () => {
+  const probe = cmd.probeBackendRemovable('dyn1')
+
+  it('answers removable, or not yet for what the removal itself clears, without ending the sequence', () => {
+    expect(probe.verb).toBe('wait be-removable')
+    expect(probe.extraTimeMs).toBe(1)
+    expect(probe.parse('Done.')).toEqual({ removable: true })
+    for (const reply of [
+      'Failed. Backend must be unpublished prior to its deletion.',
+      'Failed. Only a backend without server can be deleted.',
+      'Wait delay expired. Backend still has attached streams on it.'
+    ]) expect(probe.parse(reply)).toEqual({ removable: false, haproxyMessage: reply })
+  })
+
+  it.each<[string, RejectionKind]>([
+    ['Failed. This proxy cannot be removed at runtime due to other configuration elements pointing to it.', 'conflict'],
+    ['Failed. Cannot delete a listen section.', 'conflict'],
+    ['Failed. No such backend.', 'not_found'],
+    ['Permission denied', 'forbidden'],
+    ['', 'rejected']
+  ])('refuses what no removal step clears: %j → %s', (reply, kind) => {
+    expectRefusal(probe, reply, kind, reply || '(empty reply)')
   })
 })
 

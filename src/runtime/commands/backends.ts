@@ -5,9 +5,10 @@
 import type { Command } from './core.ts'
 import { expectDone, expectLastLine, line, rejection, showCommand } from './core.ts'
 import { lastLine } from '../protocol.ts'
+import { RuntimeCommandError, RuntimeProtocolError } from '../errors.ts'
 import { checkMode, checkName, checkWaitMs } from '../validation.ts'
 import type { ProxyMode } from '../validation.ts'
-import { parseServersState, parseShowBackend, parseShowInfo, parseShowStat } from '../parsers.ts'
+import { ShowStatReader, parseServersState, parseShowBackend, parseShowInfo, parseShowStat } from '../parsers.ts'
 import type { ProcessInfo, Row } from '../parsers.ts'
 
 // --- process ----------------------------------------------------------------------------------
@@ -19,14 +20,47 @@ export function showInfo (): Command<ProcessInfo> {
 
 // --- backends ---------------------------------------------------------------------------------
 
-/** `show stat [<proxy> <type> -1]` (management §9.1, §9.3). Without a backend: every proxy. */
-export function showStat (backend?: string, opts: { columns?: readonly string[], backendsAndServersOnly?: boolean } = {}): Command<Row[]> {
-  // `show stat <iid> <type> <sid>`: type is a mask, 2 = backends, 4 = servers; -1 = all.
-  const types = opts.backendsAndServersOnly === true ? '6' : '-1'
+export type ShowStatOptions = {
+  /** Keep only these columns (management §9.1 names); the others are skipped without being cut out. */
+  columns?: readonly string[]
+  /** Rows of backends and servers only (type mask 6): no frontends, no listeners. */
+  backendsAndServersOnly?: boolean
+  /** Rows of servers only (type mask 4). */
+  serversOnly?: boolean
+  /** The BACKEND row only (type mask 2). */
+  backendOnly?: boolean
+}
+
+/**
+ * `show stat [<proxy> <type> -1]` (management §9.1, §9.3). Without a backend: every proxy. 3.4 has
+ * no column selection (`show stat [desc|json|no-maint|typed|up]`), so `columns` narrows on our side,
+ * as the reply arrives when the client streams it (`sink`).
+ */
+export function showStat (backend?: string, opts: ShowStatOptions = {}): Command<Row[]> {
+  // `show stat <iid> <type> <sid>`: type is a mask, 1 = frontends, 2 = backends, 4 = servers; -1 = all.
+  const types = opts.serversOnly === true ? '4' : opts.backendOnly === true ? '2' : opts.backendsAndServersOnly === true ? '6' : '-1'
   const text = backend === undefined
     ? (types === '-1' ? 'show stat' : line('show stat', '-1', types, '-1'))
     : line('show stat', checkName('backend', backend), types, '-1')
-  return showCommand('show stat', text, reply => parseShowStat(reply, opts.columns), r => r.startsWith('# pxname,'))
+  const command = showCommand('show stat', text, reply => parseShowStat(reply, opts.columns), r => r.startsWith('# pxname,'))
+  return {
+    ...command,
+    sink: () => {
+      const reader = new ShowStatReader(opts.columns)
+      return {
+        write: piece => { reader.write(piece) },
+        end: () => {
+          try {
+            return reader.end()
+          } catch (err) {
+            // Not a CSV reply (a refusal such as `No such proxy.`): judged as parse() judges it.
+            if (err instanceof RuntimeProtocolError && err.reply !== undefined) return command.parse(err.reply)
+            throw err
+          }
+        }
+      }
+    }
+  }
 }
 
 /** `show servers state [<backend>]` (management §9.3). Unknown backend: `Can't find backend.` */
@@ -99,4 +133,36 @@ export function waitBackendRemovable (name: string, timeoutMs: number): Command<
   const verb = 'wait be-removable'
   const ms = checkWaitMs(timeoutMs)
   return { text: line('wait', `${ms}ms`, 'be-removable', checkName('backend', name)), verb, parse: expectDone(verb), extraTimeMs: ms }
+}
+
+/** What `wait 1ms be-removable` answers when asked as a question (see probeBackendRemovable). */
+export type BackendRemovability = { removable: true } | { removable: false, haproxyMessage: string }
+
+/** Refusals of `wait … be-removable` that the removal's own steps, or time, clear (management §9.3 `del backend`). */
+const NOT_REMOVABLE_YET = /must be unpublished|Only a backend without server|still has attached streams|Wait delay expired/
+
+/**
+ * `wait 1ms be-removable <backend>` as a question: removable now, or not yet (published, has servers,
+ * has streams: what a removal's own steps and its drain clear), as a value. Any other refusal
+ * (referenced by the configuration, a listen section, a stick-table, no such backend) is thrown as
+ * waitBackendRemovable() throws it: HAProxy checks those first (verified on 3.4.7), so the question
+ * refuses such a backend before anything is changed. Being a value, a "not yet" does not end the
+ * sequence it is sent in.
+ */
+export function probeBackendRemovable (name: string): Command<BackendRemovability> {
+  const wait = waitBackendRemovable(name, 1)
+  return {
+    text: wait.text,
+    verb: wait.verb,
+    extraTimeMs: wait.extraTimeMs,
+    parse: reply => {
+      try {
+        wait.parse(reply)
+        return { removable: true }
+      } catch (err) {
+        if (err instanceof RuntimeCommandError && NOT_REMOVABLE_YET.test(err.haproxyMessage)) return { removable: false, haproxyMessage: err.haproxyMessage }
+        throw err
+      }
+    }
+  }
 }
