@@ -231,6 +231,33 @@ describe('POST/PATCH/DELETE /backends with traffic', () => {
     expect(byName.get('dyn_list')).toMatchObject({ dynamic: true, from: 'mydefaults', servers: 2, published: false })
   })
 
+  it('lists hundreds of backends from a reply read in pieces, and eight requests at once get what one gets', async () => {
+    // Made with the CLI, one connection each: a `show stat` of a few hundred KB, which reaches hapctl
+    // in many pieces (read as they arrive, only the columns the view needs).
+    const names = Array.from({ length: 300 }, (_, i) => `many_${i}`)
+    const port = upstreamPort('alpha')
+    for (const n of names) {
+      expect(await h.cli(`add backend ${n} from mydefaults; add server ${n}/s1 127.0.0.1:${port}; set server ${n}/s1 state ready; publish backend ${n}`))
+        .toBe('New backend registered.\n\nNew server registered.\n\n\nBackend published.\n\n')
+    }
+    onTestFinished(async () => {
+      for (const n of names) await h.cli(`unpublish backend ${n}; set server ${n}/s1 state maint; del server ${n}/s1; del backend ${n}`)
+    })
+    const one = await app.inject({ method: 'GET', url: '/backends' })
+    expect(one.statusCode).toBe(200)
+    const items = one.json().items as Array<Record<string, unknown>>
+    expect(items.map(b => b.name)).toEqual(await backendNames())
+    for (const n of names) {
+      expect(items.find(b => b.name === n)).toEqual({
+        name: n, mode: 'http', published: true, status: 'UP', dynamic: false, from: null, balance: 'unknown', acceptsDynamicServers: true, servers: 1, warnings: []
+      })
+    }
+    const eight = await Promise.all(Array.from({ length: 8 }, async () => app.inject({ method: 'GET', url: '/backends' })))
+    for (const res of eight) expect(res.json()).toEqual(one.json())
+    const servers = await app.inject({ method: 'GET', url: '/backends/many_7/servers' })
+    expect(servers.json().items).toEqual([expect.objectContaining({ name: 's1', backend: 'many_7', port, adminState: 'ready', status: 'up', rawStatus: 'no check', sessions: 0 })])
+  })
+
   it('answers 404 for a frontend name, a defaults name and an unknown backend', async () => {
     for (const name of ['myfrontend1', 'fe_ref', 'mydefaults', 'nosuchbackend']) {
       const res = await app.inject({ method: 'GET', url: `/backends/${name}` })

@@ -101,6 +101,50 @@ describe('POST /backends', () => {
   })
 })
 
+describe('GET /backends, many at once', () => {
+  /** Resolves once `cond` holds, letting pending I/O and timers run in between. */
+  async function until (cond: () => boolean): Promise<void> {
+    for (let i = 0; i < 1000 && !cond(); i++) await new Promise(resolve => setImmediate(resolve))
+    expect(cond()).toBe(true)
+  }
+
+  it('shares one listing among requests that arrive while one is in flight; a request after a change sees it', async () => {
+    const rt = haproxy()
+    // HAProxy answers each listing as things are when it is asked; the answer reaches hapctl when the test says.
+    const held: Array<() => void> = []
+    let listings = 0
+    const execute = rt.execute.bind(rt)
+    rt.execute = (async (commands: ReadonlyArray<{ text: string }>) => {
+      const answer = execute(commands as never)
+      if (commands.some(c => c.text.startsWith('show stat -1 '))) {
+        listings++
+        await new Promise<void>(resolve => held.push(resolve))
+      }
+      return answer
+    }) as typeof rt.execute
+    const app = await buildTestApp(rt)
+    const names = async (res: Promise<{ json: () => { items: Array<{ name: string }> } }>): Promise<string[]> => (await res).json().items.map(b => b.name)
+    // inject() sends nothing until awaited: these start now.
+    const list = () => Promise.resolve(app.inject({ url: '/backends' }))
+
+    const first = list()
+    await until(() => listings === 1)
+    const meanwhile = Array.from({ length: 7 }, list)
+    // A change completes while the first listing is in flight; a listing asked for after it must show it.
+    expect((await app.inject({ method: 'POST', url: '/backends', payload: { name: 'b1', from: 'mydefaults' } })).statusCode).toBe(201)
+    const after = list()
+    await until(() => held.length === 1)
+    held.shift()?.()
+    expect(await names(first)).toEqual(['webservers'])
+    await until(() => listings === 2)
+    held.shift()?.()
+    expect(await names(after)).toEqual(['webservers', 'b1'])
+    for (const res of meanwhile) expect(await names(res)).toEqual(['webservers', 'b1'])
+    // Nine requests, two listings: the one in flight, and the next one for everyone who asked meanwhile.
+    expect(listings).toBe(2)
+  })
+})
+
 describe('errors from the transport', () => {
   it.each([
     [new RuntimeUnavailableError('tcp://127.0.0.1:9999', 'ECONNREFUSED'), 503, 'HAPX_RUNTIME_UNAVAILABLE'],

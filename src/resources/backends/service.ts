@@ -12,7 +12,7 @@ import { AdminStateBits, CheckStateBits, StatType } from '../../runtime/parsers.
 import type { ProxyMode } from '../../runtime/validation.ts'
 import { checkName } from '../../runtime/validation.ts'
 import type { Executor } from '../../engine/executor.ts'
-import type { ProcessIdentity } from '../../engine/identity.ts'
+import type { ProcessId, ProcessIdentity } from '../../engine/identity.ts'
 import { processIdOf } from '../../engine/identity.ts'
 import type { Plan, Step } from '../../engine/plan.ts'
 import { commandStep } from '../../engine/plan.ts'
@@ -22,7 +22,8 @@ import type { CreateServerInput } from '../../schemas/servers.ts'
 import { addServerSteps, backendNotFound, desiredServerOf } from '../servers/service.ts'
 import { orRestoring } from '../restoring.ts'
 import type { Backend, CreatedBackend } from './view.ts'
-import { BACKEND_STAT, backendsFromStat } from './view.ts'
+import { BACKEND_ROW_STAT, BACKEND_STAT, backendsFromStat } from './view.ts'
+import { SharedRead } from './shared-read.ts'
 
 export type { Backend } from './view.ts'
 export { TCP_MODE_WARNING } from './view.ts'
@@ -57,7 +58,7 @@ function addBackendRejection (input: { name: string, from: string }, err: Operat
  * Used by POST /backends and by the reconciler.
  */
 export function createBackendSteps (b: DesiredBackend, deps: { executor: Executor, identity: ProcessIdentity, created: Map<string, CreatedBackend> },
-  servers: Step[], between: Step[] = [], opts: { process?: () => ProcessInfo | undefined } = {}): Step[] {
+  servers: Step[], between: Step[] = [], opts: { process?: () => ProcessInfo | undefined, createdIn?: (process: ProcessId) => void } = {}): Step[] {
   const { executor, identity } = deps
   // `show info` on the same connection as `add backend`: the process recorded is the one that has it.
   // With `process`, an earlier command step of the same batch (same connection) asked already.
@@ -71,6 +72,7 @@ export function createBackendSteps (b: DesiredBackend, deps: { executor: Executo
       identity.observe(info as ProcessInfo)
       deps.created.set(b.name, { from: b.from, noDynamicServers: dynamicServers ? undefined : (note ?? 'static load-balancing algorithm') })
       await executor.store.setCreatedIn(b.name, processIdOf(info as ProcessInfo))
+      opts.createdIn?.(processIdOf(info as ProcessInfo))
     },
     // It may exist now: note the process it would be in, so that it is not taken for a backend of the configuration.
     onInDoubt: async () => { if (identity.current !== undefined) await executor.store.setCreatedIn(b.name, identity.current) },
@@ -95,6 +97,8 @@ export class BackendService {
   readonly #identity: ProcessIdentity
   /** Backends created in the HAProxy process answering now (what `show stat` cannot tell). */
   readonly created = new Map<string, CreatedBackend>()
+  /** Listings asked for at the same time share one read (./shared-read.ts). */
+  readonly #listing = new SharedRead(async () => this.#list())
 
   constructor (deps: { runtime: Runtime, executor: Executor, identity: ProcessIdentity }) {
     this.#runtime = deps.runtime
@@ -102,14 +106,19 @@ export class BackendService {
     this.#identity = deps.identity
   }
 
+  /** Every backend. The array and its objects may be shared with concurrent callers: never change them. */
   async list (): Promise<Backend[]> {
+    return this.#listing.get()
+  }
+
+  async #list (): Promise<Backend[]> {
     let info, stat
     try {
       [info, stat] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(undefined, BACKEND_STAT)])
     } catch (err) {
       throw toOperationError(err)
     }
-    return this.#view(info, stat)
+    return this.#view(processOf(info, this.#identity), stat)
   }
 
   async get (name: string): Promise<Backend> {
@@ -117,10 +126,22 @@ export class BackendService {
     return this.#orRestoring(name, () => this.#get(name))
   }
 
-  async #get (name: string): Promise<Backend> {
+  /**
+   * `here`: the process known to answer (the one a write just created the backend in); without it,
+   * `show info` on the same connection says which one does.
+   */
+  async #get (name: string, here?: ProcessId): Promise<Backend> {
     try {
-      const [info, stat] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(name, BACKEND_STAT)])
-      const found = (await this.#view(info, stat, name)).find(b => b.name === name)
+      let process: ProcessId, stat: Row[]
+      if (here === undefined) {
+        const [info, rows] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(name, BACKEND_STAT)])
+        process = processOf(info, this.#identity)
+        stat = rows
+      } else {
+        [stat] = await this.#runtime.execute([cmd.showStat(name, BACKEND_STAT)])
+        process = here
+      }
+      const found = (await this.#view(process, stat, name)).find(b => b.name === name)
       if (found !== undefined) return found
     } catch (err) {
       // `show stat <unknown>` says `No such proxy.`; a frontend's name finds no BACKEND row.
@@ -129,10 +150,8 @@ export class BackendService {
     throw backendNotFound(name)
   }
 
-  /** A backend is hapctl's when the store keeps it and it was created in the process answering now. */
-  async #view (info: ProcessInfo, stat: Row[], only?: string): Promise<Backend[]> {
-    this.#identity.observe(info)
-    const here = processIdOf(info)
+  /** A backend is hapctl's when the store keeps it and it was created in the process answering (`here`). */
+  async #view (here: ProcessId, stat: Row[], only?: string): Promise<Backend[]> {
     const store = this.#executor.store
     const createdIn = await store.createdIn()
     // One backend's view reads one row of the store, not every backend kept.
@@ -150,6 +169,8 @@ export class BackendService {
     const servers = (input.servers ?? []).map(s => desiredServerOf(input.name, s))
     const warnings: string[] = []
     const target = { kind: 'backend', id: input.name }
+    // The process `add backend` ran in (its `show info`): the read-back needs not ask again.
+    let createdIn: ProcessId | undefined
     const backend = await this.#executor.perform({ target }, async (): Promise<Plan> => {
       const between: Step[] = []
       const checked = (input.servers ?? []).filter(s => s.check)
@@ -172,10 +193,11 @@ export class BackendService {
       return {
         target,
         action: 'create',
-        steps: createBackendSteps(desired, { executor: this.#executor, identity: this.#identity, created: this.created }, servers.flatMap(s => addServerSteps(s)), between),
+        steps: createBackendSteps(desired, { executor: this.#executor, identity: this.#identity, created: this.created }, servers.flatMap(s => addServerSteps(s)), between,
+          { createdIn: process => { createdIn = process } }),
         changes: [{ op: 'backend.put', backend: desired }, ...servers.map(server => ({ op: 'server.put', server }) as const)]
       }
-    }, async () => this.get(input.name))
+    }, async () => this.#orRestoring(input.name, () => this.#get(input.name, createdIn)))
     return { ...backend, warnings: [...backend.warnings, ...warnings] }
   }
 
@@ -220,8 +242,8 @@ export class BackendService {
         }
         throw err
       }
-      const [info, stat, servers] = found
-      const backend = (await this.#view(info, stat, name)).find(b => b.name === name)
+      const [here, stat, servers] = found
+      const backend = (await this.#view(here, stat, name)).find(b => b.name === name)
       if (backend === undefined) throw backendNotFound(name)
       if (!backend.dynamic && !opts.force) {
         throw new OperationError('BACKEND_STATIC',
@@ -240,17 +262,25 @@ export class BackendService {
           steps.push(commandStep([cmd.setServerState(name, s.name, 'maint')], [cmd.setServerState(name, s.name, (s.admin & AdminStateBits.FDRAIN) !== 0 ? 'drain' : 'ready')]))
         }
       }
-      for (const s of prior) {
+      for (const [i, s] of prior.entries()) {
+        const explain = (err: OperationError): OperationError | undefined => {
+          const r = rejectionOf(err)
+          if (r?.verb !== 'wait srv-removable') return undefined
+          return new OperationError('NOT_REMOVABLE', `a server of '${name}' ('${s.name}') still had connections when the ${opts.timeoutMs} ms timeout ran out`,
+            { haproxyMessage: r.haproxyMessage, command: r.verb, cause: r })
+        }
+        // The first wait goes out on the connection that put the servers in maintenance, with what is
+        // left of the timeout now (a round trip more than when it is sent). The next ones get what is
+        // left when they start, so that all of them together stay within the timeout.
+        if (i === 0) {
+          steps.push(commandStep([cmd.waitServerRemovable(name, s.name, remaining(deadline))], [], { label: `wait srv-removable ${s.name}`, explain }))
+          continue
+        }
         steps.push({
           label: `wait srv-removable ${s.name}`,
           apply: async ({ runtime }) => { await runtime.execute([cmd.waitServerRemovable(name, s.name, remaining(deadline))]) },
           undo: async () => {},
-          explain: err => {
-            const r = rejectionOf(err)
-            if (r?.verb !== 'wait srv-removable') return undefined
-            return new OperationError('NOT_REMOVABLE', `a server of '${name}' ('${s.name}') still had connections when the ${opts.timeoutMs} ms timeout ran out`,
-              { haproxyMessage: r.haproxyMessage, command: r.verb, cause: r })
-          }
+          explain
         })
       }
       // Past this point servers are being deleted: nothing can be put back, only reported.
@@ -277,28 +307,31 @@ export class BackendService {
    * Reads what the removal needs, and asks HAProxy whether the backend can ever be removed before
    * touching it: `wait … be-removable` reports references from the configuration first (verified on
    * 3.4.7: before the published and has-servers checks), so a referenced backend is refused unchanged.
+   * One connection: the process, the BACKEND row, the servers, and the question last, so that a
+   * refusal of it can only come after the reads have said that the backend exists.
    */
-  async #preflight (name: string): Promise<[ProcessInfo, Row[], Row[]]> {
-    let info, stat, servers
+  async #preflight (name: string): Promise<[ProcessId, Row[], Row[]]> {
     try {
-      [info, stat, servers] = await this.#runtime.execute([cmd.showInfo(), cmd.showStat(name, BACKEND_STAT), cmd.showServersState(name)])
-    } catch (err) {
-      if (rejectionOf(err)?.kind === 'not_found') throw backendNotFound(name)
-      throw toOperationError(err)
-    }
-    try {
-      await this.#runtime.execute([cmd.waitBackendRemovable(name, 1)])
+      const [info, stat, servers] = await this.#runtime.execute([
+        cmd.showInfo(), cmd.showStat(name, BACKEND_ROW_STAT), cmd.showServersState(name), cmd.probeBackendRemovable(name)
+      ])
+      return [processOf(info, this.#identity), stat, servers]
     } catch (err) {
       const r = rejectionOf(err)
-      if (r === undefined) throw toOperationError(err)
-      const transient = /must be unpublished|Only a backend without server|still has attached streams|Wait delay expired/.test(r.haproxyMessage)
-      if (!transient) {
+      if (r?.verb === 'wait be-removable') {
         throw new OperationError('BACKEND_NOT_REMOVABLE', `HAProxy cannot remove backend '${name}' at runtime; nothing was changed`,
           { haproxyMessage: r.haproxyMessage, command: r.verb, state: { backend: name, changed: false } })
       }
+      if (r?.kind === 'not_found') throw backendNotFound(name)
+      throw toOperationError(err)
     }
-    return [info, stat, servers]
   }
+}
+
+/** Says which process answered a `show info` (and tells the identity tracker). */
+function processOf (info: ProcessInfo, identity: ProcessIdentity): ProcessId {
+  identity.observe(info)
+  return processIdOf(info)
 }
 
 /**
