@@ -17,6 +17,7 @@ function haproxy (overrides: Record<string, string | Error> = {}) {
     ['web', [{ name: 'w1', addr: '127.0.0.1', port: 8080, admin: 0, check: 0, agent: 0, weight: 1 }]],
     ['rr', []]
   ])
+  const published = new Set(['web', 'rr'])
   const rt = fakeRuntime(text => {
     if (text in overrides) return overrides[text] as string | Error
     let m: RegExpExecArray | null
@@ -25,12 +26,14 @@ function haproxy (overrides: Record<string, string | Error> = {}) {
       if (list === undefined) return "Can't find backend."
       return [STATE_HEADER, ...list.map((s, i) => `3 ${m![1]} ${i + 1} ${s.name} ${s.addr} 2 ${s.admin} ${s.weight} 1 0 1 0 0 ${s.check} ${s.agent} 0 0 - ${s.port} - 0 0 - - 0`)].join('\n') + '\n'
     }
-    if ((m = /^show stat (\S+) -1 -1$/.exec(text))) {
+    if ((m = /^show stat (\S+) (-1|\d) -1$/.exec(text))) {
       const list = backends.get(m[1] as string)
       if (list === undefined) return 'No such proxy.'
+      // The type mask: 2 = the BACKEND row, 4 = server rows, -1 = every row.
+      const types = Number(m[2])
       return ['# pxname,svname,scur,slim,status,bck,type,check_status,',
-        ...list.map(s => `${m![1]},${s.name},0,,${s.admin & 1 ? 'MAINT' : s.admin & 8 ? 'DRAIN' : 'no check'},0,2,,`),
-        `${m[1]},BACKEND,0,,UP,0,1,,`].join('\n') + '\n'
+        ...(types & 4 ? list.map(s => `${m![1]},${s.name},0,,${s.admin & 1 ? 'MAINT' : s.admin & 8 ? 'DRAIN' : 'no check'},0,2,,`) : []),
+        ...(types & 2 ? [`${m[1]},BACKEND,0,,UP,0,1,,`] : [])].join('\n') + '\n'
     }
     if ((m = /^add server (\S+)\/(\S+) (\S+) ?(.*)$/.exec(text))) {
       const list = backends.get(m[1] as string)
@@ -79,7 +82,14 @@ function haproxy (overrides: Record<string, string | Error> = {}) {
     if ((m = /^del backend (\S+)$/.exec(text))) { backends.delete(m[1] as string); return 'Backend deleted.' }
     if ((m = /^(un)?publish backend (\S+)$/.exec(text))) {
       if (!backends.has(m[2] as string)) return 'No such backend.'
+      if (m[1] === undefined) published.add(m[2] as string)
+      else published.delete(m[2] as string)
       return m[1] === undefined ? 'Backend published.' : 'Backend unpublished.'
+    }
+    if ((m = /^wait \S+ be-removable (\S+)$/.exec(text))) {
+      if (!backends.has(m[1] as string)) return 'No such backend.'
+      if (published.has(m[1] as string)) return 'Backend must be unpublished prior to its deletion.'
+      return backends.get(m[1] as string)!.length > 0 ? 'Only a backend without server can be deleted.' : 'Done.'
     }
     if (text === 'show info') return 'Name: HAProxy\nVersion: 3.4.7-1\nRelease_date: x\nPid: 1\nUptime_sec: 1\nStart_time_sec: 1\nStopping: 0\nnode: t'
     if (text.startsWith('show stat ')) return '# pxname,svname,status,type,mode,algo,\nnew,BACKEND,UP (UNPUB),1,http,unknown,\n'
@@ -210,6 +220,15 @@ describe('PATCH servers', () => {
     expect(res.json()).toMatchObject({ port: 8081, weight: { current: 5 }, adminState: 'drain', healthCheck: { enabled: true } })
   })
 
+  it('plans from `show servers state` alone, and reads back only the server rows of `show stat`', async () => {
+    const rt = haproxy()
+    const app = await buildTestApp(rt)
+    const res = await app.inject({ method: 'PATCH', url: '/backends/web/servers/w1', payload: { weight: 5 } })
+    expect(res.statusCode, res.body).toBe(200)
+    expect(res.json()).toMatchObject({ name: 'w1', weight: { current: 5 }, status: 'up', rawStatus: 'no check' })
+    expect(rt.sent).toEqual(['show servers state web', 'set server web/w1 weight 5', 'show servers state web', 'show stat web 4 -1'])
+  })
+
   it('refuses check changes on a server without checks (disable health would be a silent no-op)', async () => {
     const rt = haproxy()
     const app = await buildTestApp(rt)
@@ -320,6 +339,36 @@ describe('POST /backends with servers', () => {
       'add backend new from mydefaults', 'add server new/a 10.0.0.1:80', 'set server new/a state ready',
       'add server new/b 10.0.0.2:80 ssl verify required',
       'set server new/a state maint', 'wait 2000ms srv-removable new/a', 'del server new/a', 'unpublish backend new', 'del backend new'
+    ])
+    expect(rt.backends.has('new')).toBe(false)
+  })
+
+  it('reads the new backend back without asking again which process has it, and deletes it in three Runtime API calls', async () => {
+    const rt = haproxy()
+    const calls: string[][] = []
+    const execute = rt.execute.bind(rt)
+    rt.execute = (async (commands: ReadonlyArray<{ text: string }>) => {
+      calls.push(commands.map(c => c.text))
+      return execute(commands as never)
+    }) as typeof rt.execute
+    const app = await buildTestApp(rt)
+    const created = await app.inject({ method: 'POST', url: '/backends', payload: { name: 'new', from: 'mydefaults', published: true, servers: [{ name: 'a', address: '10.0.0.1', port: 80 }] } })
+    expect(created.statusCode, created.body).toBe(201)
+    expect(created.json()).toMatchObject({ name: 'new', dynamic: true })
+    // `show info` goes with `add backend` (the process it is created in); the read-back needs not ask again.
+    expect(calls).toEqual([
+      ['show info', 'add backend new from mydefaults', 'add server new/a 10.0.0.1:80', 'set server new/a state ready', 'publish backend new'],
+      ['show stat new 6 -1']
+    ])
+    calls.length = 0
+    const deleted = await app.inject({ method: 'DELETE', url: '/backends/new?timeout=2s' })
+    expect(deleted.statusCode, deleted.body).toBe(204)
+    // What to remove and whether it can be (one connection), the drain and the server's deletion (one),
+    // the backend's deletion once removable (one).
+    expect(calls).toEqual([
+      ['show info', 'show stat new 2 -1', 'show servers state new', 'wait 1ms be-removable new'],
+      ['unpublish backend new', 'set server new/a state maint', expect.stringMatching(/^wait (1[89]\d\d|2000)ms srv-removable new\/a$/), 'del server new/a'],
+      [expect.stringMatching(/^wait (1[89]\d\d|2000)ms be-removable new$/), 'del backend new']
     ])
     expect(rt.backends.has('new')).toBe(false)
   })

@@ -17,7 +17,7 @@ import { OperationError, fromRuntime, rejectionOf, toOperationError } from '../.
 import type { DesiredChange, DesiredServer, ServerSpec } from '../../engine/store/types.ts'
 import type { CreateServerInput, PatchServerInput } from '../../schemas/servers.ts'
 import type { Server } from './view.ts'
-import { joinServers, toAddOptions } from './view.ts'
+import { SERVER_STAT, joinServers, toAddOptions } from './view.ts'
 import { orRestoring } from '../restoring.ts'
 
 export type { Server } from './view.ts'
@@ -140,12 +140,30 @@ export class ServerService {
   async #list (backend: string): Promise<Server[]> {
     let state, stat
     try {
-      [state, stat] = await this.#runtime.execute([cmd.showServersState(backend), cmd.showStat(backend)])
+      [state, stat] = await this.#runtime.execute([cmd.showServersState(backend), cmd.showStat(backend, SERVER_STAT)])
     } catch (err) {
       if (rejectionOf(err)?.kind === 'not_found') throw backendNotFound(backend)
       throw toOperationError(err)
     }
     return joinServers(backend, state, stat)
+  }
+
+  /**
+   * A server as `show servers state` alone shows it, for planning a change: admin state, weights,
+   * address and port, whether checks and agent are configured and enabled. Its `show stat` fields
+   * (status, check status, sessions, maxconn, backup) are left empty: a plan never reads them.
+   */
+  async #planned (backend: string, server: string): Promise<Server> {
+    let state
+    try {
+      [state] = await this.#runtime.execute([cmd.showServersState(backend)])
+    } catch (err) {
+      if (rejectionOf(err)?.kind === 'not_found') throw backendNotFound(backend)
+      throw toOperationError(err)
+    }
+    const found = joinServers(backend, state.filter(r => r.srv_name === server), []).at(0)
+    if (found === undefined) throw serverNotFound(backend, server)
+    return found
   }
 
   async get (backend: string, server: string): Promise<Server> {
@@ -185,7 +203,7 @@ export class ServerService {
     checkName('server', server)
     const target = { kind: 'server', id: `${backend}/${server}` }
     return this.#executor.perform({ target, lock: `backend:${backend}` }, async () => {
-      const current = await this.get(backend, server)
+      const current = await this.#orRestoring(backend, server, () => this.#planned(backend, server))
       if (patch.healthChecks !== undefined && !current.healthCheck.configured) {
         throw new OperationError('CHECKS_NOT_CONFIGURED', `server '${backend}/${server}' was added without health checks ("check"); they cannot be ${patch.healthChecks ? 'enabled' : 'disabled'}. Delete and re-add it with "check": true`)
       }
@@ -268,7 +286,7 @@ export class ServerService {
       const kept = await this.#executor.store.getServer(backend, server)
       let current
       try {
-        current = await this.#get(backend, server)
+        current = await this.#planned(backend, server)
       } catch (err) {
         // Kept but not in HAProxy (a reload not yet reconciled, a backend the configuration dropped, a
         // spec HAProxy now refuses): deleted from the desired state alone, or it would come back.

@@ -128,7 +128,13 @@ function toServer (backend: string, st: Row, stat: Row | undefined): Server {
   }
 }
 
-/** Joins the two views by server name; servers-state order (newest dynamic server first, runtime-notes 4.8). */
+/**
+ * What a server's view needs from `show stat`: its server row (type mask 4), and of it only the
+ * columns read below. The rest of its 213 fields (3.4.7) is skipped without being cut out.
+ */
+export const SERVER_STAT = { columns: ['pxname', 'svname', 'type', 'status', 'check_status', 'scur', 'slim', 'bck'], serversOnly: true } as const
+
+/** Joins the two views by server name; servers-state order (newest dynamic server first, management §9.3 `show servers state`). */
 export function joinServers (backend: string, state: Row[], stat: Row[]): Server[] {
   const byName = new Map<string, Row>()
   for (const r of stat) {
