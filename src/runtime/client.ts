@@ -317,7 +317,9 @@ export class RuntimeClient implements Runtime {
       this.#logger?.debug({ commands: verbs, ms: Math.round(performance.now() - started) }, 'runtime call done')
       return result
     } catch (err) {
-      if (err instanceof RuntimeError && err.stack !== undefined && callSite.stack !== undefined) {
+      // Not for HAProxy's refusals: they are answers (an upsert expects one), and formatting two stacks
+      // for each cost more than the command.
+      if (err instanceof RuntimeError && !(err instanceof RuntimeCommandError) && err.stack !== undefined && callSite.stack !== undefined) {
         err.stack += '\n' + callSite.stack.split('\n').slice(1).join('\n')
       }
       // Callers decide how loud a failure is (the HTTP layer logs every 5xx once); here it is detail.
