@@ -124,6 +124,13 @@ export type PoolStats = { open: number, idle: number, waiting: number, opened: n
  */
 const FLOW_GRACE_MS = 1000
 
+/**
+ * Refusals that may come from an old worker still attached to a kept connection: checked with
+ * `show info` on that connection before they are believed. Not `not_found` (an upsert's `set map`
+ * expects "entry not found.") nor `exists`.
+ */
+const SUSPICIOUS: ReadonlySet<string> = new Set(['rejected', 'conflict', 'invalid', 'forbidden', 'unsupported'])
+
 /** Opening a pooled connection meets a stopping process (a reload under way): tried again this often. */
 const MAX_STOPPING_RETRIES = 3
 
@@ -150,6 +157,8 @@ class Connection {
   /** The idle timeout `set timeout cli` gave it, in seconds; 0 while HAProxy's default applies. */
   cliTimeoutSec = 0
   experimental = false
+  /** Calls it has served, the current one included. */
+  uses = 0
   /** performance.now() of the last bytes received; the deadline check reads it. */
   lastDataAt = 0
   idleTimer: NodeJS.Timeout | undefined
@@ -213,6 +222,8 @@ export class RuntimeClient implements Runtime {
   /** Pooled connections not in use, most recently used last. */
   readonly #idle: Connection[] = []
   readonly #pooled = new Set<Connection>()
+  /** Processes a pooled connection found stopping: never used again, whatever the tracker says yet. */
+  readonly #stopped = new Set<string>()
   readonly #waiting: Waiter[] = []
   #opened = 0
   #closed = false
@@ -250,20 +261,48 @@ export class RuntimeClient implements Runtime {
     const extra = commands.reduce((sum, c) => sum + (c.extraTimeMs ?? 0), 0)
     const verbs = commands.map(c => c.verb)
     return this.#call(verbs, (options.timeoutMs ?? this.#timeoutMs) + extra, async (deadline) => {
-      const conn = await this.#connection(deadline)
-      let healthy = false
-      try {
-        const results = await this.#converse(conn, commands, deadline, options.signal)
-        healthy = true
-        return results as Results<C>
-      } catch (err) {
-        // A refusal leaves the connection as it was: the reply was read whole, the next command is ours.
-        healthy = err instanceof RuntimeCommandError
-        throw err
-      } finally {
-        this.#done(conn, healthy)
+      for (let attempt = 1; ; attempt++) {
+        const conn = await this.#connection(deadline)
+        const reused = ++conn.uses > 1
+        let healthy = false
+        try {
+          const results = await this.#converse(conn, commands, deadline, options.signal)
+          healthy = true
+          return results as Results<C>
+        } catch (err) {
+          // A refusal leaves the connection as it was: the reply was read whole, the next command is ours.
+          healthy = err instanceof RuntimeCommandError
+          // …unless it came from an old worker a reload has just replaced (it refuses changes to its
+          // disabled proxies, "Proxy is disabled."), before the identity poll noticed: then the whole
+          // call goes again to the current process. What the old worker did is lost with it anyway.
+          if (healthy && reused && attempt === 1 && this.#persistent && SUSPICIOUS.has((err as RuntimeCommandError).kind) &&
+            await this.#stopping(conn, deadline)) {
+            healthy = false
+            continue
+          }
+          throw err
+        } finally {
+          this.#done(conn, healthy)
+        }
       }
     })
+  }
+
+  /**
+   * Whether the process behind a pooled connection is stopping (a reload replaced it): asked on the
+   * connection itself; the connections to that process are then never used again.
+   */
+  async #stopping (conn: Connection, deadline: Deadline): Promise<boolean> {
+    let info: ProcessInfo
+    try {
+      [info] = await this.#converse(conn, [showInfo()], deadline) as [ProcessInfo]
+    } catch {
+      return false
+    }
+    if (!info.stopping) return false
+    this.#stopped.add(processIdOf(info))
+    for (const c of this.#pooled) if (c.processId === processIdOf(info)) this.#retire(c)
+    return true
   }
 
   /**
@@ -410,7 +449,7 @@ export class RuntimeClient implements Runtime {
   #usable (conn: Connection): boolean {
     const current = this.#identity?.current
     return !conn.dead && !conn.retired && conn.socket.readyState === 'open' &&
-      (current === undefined || conn.processId === current)
+      (current === undefined || conn.processId === current) && !this.#stopped.has(conn.processId ?? '')
   }
 
   /**

@@ -115,6 +115,32 @@ describe('a pool of persistent connections', () => {
     expect(identity.current).toBe('4242@1795495485')
   })
 
+  it('sends a call again to the current process when a kept connection\'s old worker refuses it (a reload not noticed yet)', async () => {
+    let reloaded = false
+    const { fake, client, identity } = await setup(haproxyLike(
+      conn => conn === 1 ? { pid: 4242, stopping: reloaded } : { pid: 5000 },
+      (line, at) => line.startsWith('set server') && at.conn === 1 && reloaded ? { reply: 'Proxy is disabled.\n\n' } : undefined))
+    await client.execute([cmd.setServerWeight('b1', 's1', 5)])
+    reloaded = true
+    // The old worker refuses; the client asks it `show info`, sees it stopping, and goes to the new one.
+    await client.execute([cmd.setServerWeight('b1', 's1', 6)])
+    expect(fake.lines(1).slice(-2)).toEqual(['set server b1/s1 weight 6', 'show info'])
+    expect(fake.lines(2)).toContain('set server b1/s1 weight 6')
+    expect(identity.current).toBe('5000@1795495485')
+    // An ordinary refusal from a current process is believed as it is, after one check.
+    const refusal = await client.execute([cmd.getMapLookup('virt@nope.map', 'k')]).catch((e: unknown) => e)
+    expect(refusal).toBeInstanceOf(RuntimeCommandError)
+  })
+
+  it('believes a refusal from a process that is not stopping, checking it once', async () => {
+    const { fake, client } = await setup(haproxyLike(undefined, line => line.startsWith('set server') ? { reply: 'Require \'backend/server\'.\n\n' } : undefined))
+    await client.execute([add(1)])
+    const err = await client.execute([cmd.setServerWeight('b1', 's1', 5)]).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(RuntimeCommandError)
+    expect(fake.connections).toBe(1)
+    expect(fake.lines(1).slice(-2)).toEqual(['set server b1/s1 weight 5', 'show info'])
+  })
+
   it('gives up with RuntimeUnavailableError when only stopping processes answer', async () => {
     const { fake, client } = await setup(haproxyLike(() => ({ pid: 4000, stopping: true })))
     const err = await client.execute([add(1)]).catch((e: unknown) => e)
