@@ -60,9 +60,10 @@ export type ProcessTracker = {
 export type RuntimeClientOptions = {
   endpoint: Endpoint
   /**
-   * Deadline of one sequence, from the call to the last reply, plus the delay of any `wait` in it. It
-   * is HAProxy's: while a reply is still arriving when it passes (hapctl was busy parsing others), it
-   * is extended, so that hapctl's own work does not read as HAProxy not answering.
+   * Deadline of one sequence, plus the delay of any `wait` in it: first to get a connection, then
+   * again from then on to the last reply. The second is HAProxy's: while a reply is still arriving
+   * when it passes (hapctl was busy parsing others), it is extended, so that hapctl's own work does
+   * not read as HAProxy not answering.
    */
   timeoutMs: number
   /** Connections open at once; HAProxy's `stats maxconn` defaults to 10 per socket. */
@@ -137,8 +138,17 @@ const MAX_STOPPING_RETRIES = 3
 /** A call waiting for a pooled connection or a slot; `grant` gets one, or the error that ends its wait. */
 type Waiter = { readonly kind: 'pooled' | 'fresh', readonly grant: (g: Connection | 'slot' | Error) => void }
 
-/** A call's deadline; `extend` moves it while a reply is still arriving (see RuntimeClientOptions.timeoutMs). */
+/**
+ * A call's deadline: first for a connection (one of hapctl's own, all in use: RuntimeBusyError), then,
+ * from when it has one, for HAProxy's answers (moved while a reply is still arriving; see
+ * RuntimeClientOptions.timeoutMs). So a call takes at most twice its timeout, and neither hapctl's
+ * queue nor its parsing reads as HAProxy not answering.
+ */
 type Deadline = { at: number, readonly timeoutMs: number }
+
+function haproxysTurn (deadline: Deadline): void {
+  deadline.at = Date.now() + deadline.timeoutMs
+}
 
 /**
  * One connection to the stats socket, in interactive mode once set up. While a call uses it, `call`
@@ -326,6 +336,7 @@ export class RuntimeClient implements Runtime {
     }
     return this.#call([command.verb], (options.timeoutMs ?? this.#timeoutMs) + (command.extraTimeMs ?? 0), async (deadline) => {
       const granted = await this.#acquire('fresh', deadline)
+      haproxysTurn(deadline)
       if (granted !== 'slot') throw new Error('a payload is granted a slot, never a pooled connection')
       const received = await this.#exchange(request, command.verb, deadline)
       try {
@@ -373,6 +384,7 @@ export class RuntimeClient implements Runtime {
   async #connection (deadline: Deadline): Promise<Connection> {
     for (let stopping = 0; ; stopping++) {
       const granted = await this.#acquire(this.#persistent ? 'pooled' : 'fresh', deadline)
+      haproxysTurn(deadline)
       if (granted !== 'slot') return granted
       const conn = this.#open(this.#persistent)
       try {

@@ -17,7 +17,8 @@ const RUNTIME_TIMEOUT_MS = 1000
 const LOCK_TIMEOUT_MS = 1500
 /** Scheduling on a busy two-core machine, and the read-back some writes make. */
 const MARGIN_MS = 1500
-const DEADLINE_MS = LOCK_TIMEOUT_MS + RUNTIME_TIMEOUT_MS + MARGIN_MS
+// The lock wait, then a wait for one of hapctl's Runtime API connections, then HAProxy's time: one timeout each.
+const DEADLINE_MS = LOCK_TIMEOUT_MS + 2 * RUNTIME_TIMEOUT_MS + MARGIN_MS
 
 let fake: FakeHaproxy
 let app: FastifyInstance

@@ -255,6 +255,13 @@ describe('replies', () => {
     await expect(call).resolves.toEqual([undefined])
   })
 
+  it('gives a call that waited for one of hapctl\'s connections its time with HAProxy once it has one', async () => {
+    const { client } = await setup(haproxyLike(undefined, line => line.startsWith('add map') ? { reply: '\n', delayMs: 220 } : undefined), { timeoutMs: 300, maxConnections: 1 })
+    await client.execute([cmd.showInfo()])
+    // The second waits ~220 ms for the connection, then HAProxy takes 220 ms more: over 300 ms in all.
+    await expect(Promise.all([client.execute([add(1)]), client.execute([add(2)])])).resolves.toEqual([[undefined], [undefined]])
+  })
+
   it('still times out when nothing arrives', async () => {
     const { client } = await setup(haproxyLike(undefined, line => line.startsWith('add map') ? { stall: true } : undefined), { timeoutMs: 200 })
     const started = Date.now()
