@@ -23,6 +23,18 @@ function git (args: string[]): string | undefined {
   }
 }
 
+export type GitState = { commit: string | null, short: string, uncommitted: string[] }
+
+/**
+ * The commit and the files of src/, bench/ and package.json not committed, taken when the run starts
+ * (when hapctl loads its code): others may commit while it runs.
+ */
+export function gitState (): GitState {
+  const uncommitted = (git(['status', '--porcelain', '--', 'src', 'bench', 'package.json']) ?? '').split('\n')
+    .filter(l => l !== '' && !l.includes('bench/results/')).map(l => l.trim())
+  return { commit: git(['rev-parse', 'HEAD']) ?? null, short: git(['rev-parse', '--short', 'HEAD']) ?? 'nogit', uncommitted }
+}
+
 export type Machine = {
   node: string
   platform: string
@@ -46,6 +58,7 @@ export function machine (): Machine {
 
 export type RunInfo = {
   startedAt: Date
+  git: GitState
   seconds: number
   machine: Machine
   haproxy: string
@@ -58,16 +71,15 @@ export type RunInfo = {
 
 /** Writes the run's JSON file and returns its path. */
 export function writeResults (info: RunInfo, rows: readonly Row[]): string {
-  const sha = git(['rev-parse', '--short', 'HEAD']) ?? 'nogit'
-  // Changes in src/ or bench/ that are not committed make the numbers those of no commit: say so.
-  const dirty = (git(['status', '--porcelain', '--', 'src', 'bench', 'package.json']) ?? '').split('\n').filter(l => l !== '' && !l.includes('bench/results/'))
+  const sha = info.git.short
   const stamp = info.startedAt.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-')
   mkdirSync(RESULTS_DIR, { recursive: true })
   const file = join(RESULTS_DIR, `${stamp}-${sha}.json`)
   const doc = {
     startedAt: info.startedAt.toISOString(),
     seconds: Number(info.seconds.toFixed(1)),
-    git: { commit: git(['rev-parse', 'HEAD']) ?? null, short: sha, uncommitted: dirty.map(l => l.trim()) },
+    // Changes in src/ or bench/ that were not committed make the numbers those of no commit: say so.
+    git: info.git,
     machine: { ...info.machine, loadAverage: { ...info.machine.loadAverage, end: os.loadavg().map(l => Number(l.toFixed(2))) } },
     haproxy: info.haproxy,
     hapctl: info.hapctl,

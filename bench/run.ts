@@ -30,7 +30,7 @@ import { median, pool, seconds, table } from './measure.ts'
 import type { Row } from './measure.ts'
 import { Session, body, lastLine, mapEntries, oneShot, parseShowMap, payloadRequests } from './raw.ts'
 import type { Target } from './raw.ts'
-import { machine, writeResults } from './results.ts'
+import { gitState, machine, writeResults } from './results.ts'
 import { serviceEnv, startService } from './service.ts'
 import { evaluateTargets, formatTargets } from './targets.ts'
 import type { Memory, Service } from './service.ts'
@@ -53,11 +53,11 @@ const N_LARGE_WRITES = 30
 /** Phase 4: weight and state changes of one server, per variant. */
 const N_SERVER_CHANGES = 500
 /**
- * Phase 5: maps listed page by page, PAGE entries a page (the API's largest), LIST_RUNS runs each: one
- * page of a LIST_SIZES[0]-entry map, then all the pages of a map ten times as large. Same page, larger
- * map: the service's memory should not grow more for the second.
+ * Phase 5: maps listed page by page, PAGE entries a page (the API's default), LIST_RUNS runs each: the
+ * one page of a PAGE-entry map, then the 100 pages of a 100,000-entry map. Same page, larger map: the
+ * service's memory should not grow more for the second.
  */
-const PAGE = 10_000
+const PAGE = 1000
 const LIST_SIZES = [PAGE, N_REPLACE]
 const LIST_RUNS = 3
 const STATIC_BACKEND = 'static_sv'
@@ -130,6 +130,11 @@ type Ctx = {
   haproxy: HaproxyInstance
   /** Stops both services (before the replay phase restarts HAProxy: their reconcilers would react). */
   stopServices: () => Promise<void>
+  /**
+   * Starts another hapctl like `svc` (own socket, own SQLite file), for a measurement of memory that
+   * must not depend on what earlier phases left in svc's heap; the caller stops it.
+   */
+  freshService: () => Promise<Service>
 }
 
 /**
@@ -562,12 +567,26 @@ async function serverChanges ({ target, http }: Ctx): Promise<Row[]> {
 /**
  * Maps of LIST_SIZES entries listed page by page (PAGE entries a page). HAProxy has no paging: raw
  * reads the whole `show map` and splits its lines. What the lines show is the service's peak RSS:
- * it should grow with the page, not with the map.
+ * it should grow with the page, not with the map. Measured on a hapctl started for this phase: the
+ * heap of one that ran the earlier phases has room to spare, which hides what a listing needs.
  */
-async function listing ({ target, http, svc }: Ctx): Promise<Row[]> {
-  log(`\n5. listing maps page by page (${PAGE} entries a page), ${LIST_SIZES.join(' and ')} entries, ${LIST_RUNS} runs each (median)`)
+async function listing (ctx: Ctx): Promise<Row[]> {
+  const svc = await ctx.freshService()
+  try {
+    return await listingOn(ctx, svc)
+  } finally {
+    await svc.stop()
+  }
+}
+
+async function listingOn ({ target }: Ctx, svc: Service): Promise<Row[]> {
+  const http = svc.http
+  log(`\n5. listing maps page by page (${PAGE} entries a page), ${LIST_SIZES.join(' and ')} entries, ${LIST_RUNS} runs each (median), on a hapctl just started`)
   const rows: Row[] = []
   const session = await Session.open(target)
+  // The fresh service's warm-up: the paging path compiled, on a small map.
+  await rawReplace(target, range(3 * PAGE).map(i => `k${i} w${i}`), 1)
+  for (let i = 0; i < 10; i++) await listPaged(http, 3 * PAGE)
   for (const size of LIST_SIZES) {
     const tag = `l${size}_`
     await rawReplace(target, range(size).map(i => `k${i} ${tag}${i}`), RAW_PAYLOAD_CONNECTIONS)
@@ -785,8 +804,10 @@ async function main (): Promise<void> {
   const started = performance.now()
   const startedAt = new Date()
   const host = machine()
+  const git = gitState()
   process.env.HAPCTL_HAPROXY_BIN = haproxyBinary()
-  const servicePorts = [await freePort(), await freePort()]
+  // The SQLite service, the in-memory one, and the fresh ones of the listing phase.
+  const servicePorts = [await freePort(), await freePort(), await freePort()]
   const h = await startHaproxy({ config: ctx => benchConfig(ctx, servicePorts), upstreams: ['app'] })
   const dir = mkdtempSync(join(tmpdir(), 'hapctl-bench-'))
   const storeFile = join(dir, 'bench.db')
@@ -809,7 +830,8 @@ async function main (): Promise<void> {
       memHttp: memSvc.http,
       upstreamPort: (h.upstreams.app as { port: number }).port,
       haproxy: h,
-      stopServices
+      stopServices,
+      freshService: () => startService({ ...options, label: 'hapctl (fresh)', runtimeApi: `tcp://127.0.0.1:${servicePorts[2]}`, store: join(dir, `fresh-${Date.now()}.db`) })
     }
     const version = body(await oneShot(ctx.target, 'show version\n')).trim()
     const inProcess = process.env.BENCH_HAPCTL === 'in-process'
@@ -837,6 +859,7 @@ async function main (): Promise<void> {
     const settings = serviceEnv(options)
     const file = writeResults({
       startedAt,
+      git,
       seconds: total,
       machine: host,
       haproxy: version,
