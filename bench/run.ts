@@ -31,7 +31,7 @@ import type { Row } from './measure.ts'
 import { Session, body, lastLine, mapEntries, oneShot, parseShowMap, payloadRequests } from './raw.ts'
 import type { Target } from './raw.ts'
 import { gitState, machine, writeResults } from './results.ts'
-import { serviceEnv, startService } from './service.ts'
+import { serviceEntry, serviceEnv, startService } from './service.ts'
 import { evaluateTargets, formatTargets } from './targets.ts'
 import type { Memory, Service } from './service.ts'
 
@@ -864,7 +864,7 @@ async function main (): Promise<void> {
       machine: host,
       haproxy: version,
       hapctl: {
-        process: inProcess ? 'in the bench process (buildApp), reconciler off' : 'own process (node --import tsx src/server.ts)',
+        process: inProcess ? 'in the bench process (buildApp), reconciler off' : serviceEntry() === 'build' ? 'own process (npm run build, node dist/server.js)' : 'own process (node --import tsx src/server.ts)',
         env: Object.fromEntries(Object.entries(settings).filter(([k]) => k !== 'HAPROXY_RUNTIME_API' && k !== 'HAPCTL_STORE')),
         store: 'SQLite file in a temp dir (store in memory for the one line that says so)',
         nodeArgs: process.env.BENCH_HAPCTL_NODE_ARGS ?? null,

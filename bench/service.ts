@@ -6,7 +6,9 @@
  * issue 9; no memory figures then).
  */
 import type { AddressInfo } from 'node:net'
+import { execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { setTimeout as delay } from 'node:timers/promises'
 import { buildApp } from '../src/app.ts'
 import { loadConfig } from '../src/config.ts'
@@ -91,12 +93,28 @@ export function serviceEnv (opts: ServiceOptions): Record<string, string> {
   }
 }
 
+let built = false
+
+/**
+ * What the service runs: the build (`npm run build`, then `node dist/server.js`), as `npm start` and the
+ * image do, unless BENCH_HAPCTL=source (src/server.ts through tsx: its transform wraps every function
+ * and maps every stack trace, which costs measurably per request).
+ */
+export function serviceEntry (): 'build' | 'source' {
+  if (process.env.BENCH_HAPCTL === 'source') return 'source'
+  if (!built) {
+    execFileSync('npm', ['run', '-s', 'build'], { cwd: fileURLToPath(new URL('../', import.meta.url)), stdio: ['ignore', 'inherit', 'inherit'] })
+    built = true
+  }
+  return 'build'
+}
+
 export async function startService (opts: ServiceOptions): Promise<Service> {
   const env = serviceEnv(opts)
   if (process.env.BENCH_HAPCTL === 'in-process') return startInProcess(opts, env)
   // BENCH_HAPCTL_NODE_ARGS='--cpu-prof --cpu-prof-dir=.tmp/prof' profiles the service (written at its graceful stop).
   const nodeArgs = process.env.BENCH_HAPCTL_NODE_ARGS?.split(' ').filter(a => a !== '') ?? []
-  const proc = await startHapctl({ env, nodeArgs, readyTimeoutMs: 60_000 })
+  const proc = await startHapctl({ env, nodeArgs, readyTimeoutMs: 60_000, entry: serviceEntry() })
   const http = new HttpClient('127.0.0.1', proc.port, opts.maxSockets)
   return {
     label: opts.label,

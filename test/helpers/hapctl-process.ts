@@ -39,6 +39,8 @@ export type StartHapctlOptions = {
   readyTimeoutMs?: number
   /** Wait for /health (default true); false returns as soon as the process is spawned. */
   waitReady?: boolean
+  /** `source` (default): src/server.ts through tsx; `build`: dist/server.js, as `npm start` runs it (build it first). */
+  entry?: 'source' | 'build'
 }
 
 const running = new Set<ChildProcess>()
@@ -97,7 +99,10 @@ async function startOnce (opts: StartHapctlOptions): Promise<HapctlProcess> {
     ...opts.env
   }
   const node = nodeCommand()
-  const child = spawn(node.command, [...node.args, ...(opts.nodeArgs ?? []), '--import', 'tsx', 'src/server.ts'], {
+  // The build (`npm run build`) is what `npm start` and the image run; the sources through tsx are what
+  // the tests change without a build step.
+  const entry = opts.entry === 'build' ? ['dist/server.js'] : ['--import', 'tsx', 'src/server.ts']
+  const child = spawn(node.command, [...node.args, ...(opts.nodeArgs ?? []), ...entry], {
     cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe']
   })
   let out = ''

@@ -137,3 +137,16 @@ describe('get map as an exact-key test', () => {
     expect(cmd.exactKeyFromLookup(c.parse(`type=sub, case=sensitive, found=no\n${notFound}`), '/alpha')).toBeUndefined()
   })
 })
+
+describe('setMapEntryIfPresent (the upsert\'s set map)', () => {
+  const c = cmd.setMapEntryIfPresent('virt@paths.map', '/a', 'two words')
+  it('sends set map with the value escaped, and answers whether an entry was there', () => {
+    expect(c.text).toBe('set map virt@paths.map /a two\\ words')
+    expect(c.parse('')).toBe(true)
+    expect(c.parse('entry not found.')).toBe(false)
+  })
+  it('refuses anything else as set map does', () => {
+    expect(() => c.parse('Unknown map identifier. Please use #<id> or <file>.')).toThrow(RuntimeCommandError)
+    expect(() => c.parse('key or pattern not found.')).toThrow(RuntimeCommandError)
+  })
+})

@@ -20,7 +20,7 @@ import { checkMapName } from '../../runtime/validation.ts'
 import type { Executor } from '../../engine/executor.ts'
 import type { Step } from '../../engine/plan.ts'
 import { commandStep } from '../../engine/plan.ts'
-import { OperationError, rejectionOf, toOperationError } from '../../engine/outcomes.ts'
+import { OperationError, toOperationError } from '../../engine/outcomes.ts'
 import type { DesiredChange } from '../../engine/store/types.ts'
 import { MAP_REFERENCES, loadContentStep, mapNotFound, readContent, readReference, unknownReference } from '../pattern-refs/versioned-load.ts'
 import type { MapChange } from './content.ts'
@@ -199,13 +199,10 @@ export class MapService {
       const step: Step = {
         label: 'set map (add map if absent)',
         apply: async ({ runtime }) => {
-          try {
-            await runtime.execute([cmd.setMapEntry(ref.address, entry.key, entry.value)])
+          const [found] = await runtime.execute([cmd.setMapEntryIfPresent(ref.address, entry.key, entry.value)])
+          if (found) {
             outcome = 'updated'
             return
-          } catch (err) {
-            const r = rejectionOf(err)
-            if (r === undefined || !/^entry not found\./.test(r.haproxyMessage)) throw err
           }
           await runtime.execute([cmd.addMapEntry(ref.address, entry.key, entry.value)])
           outcome = 'created'

@@ -268,6 +268,25 @@ export function setMapEntry (map: string, key: string, value: string): Command<v
   return { text: lineWithValue(verb, [checkMapName(map), checkMapKey(key)], value), verb, parse: expectEmpty(verb) }
 }
 
+/**
+ * `set map` for an upsert: `entry not found.` is an answer here (false: nothing was changed, the caller
+ * adds the entry), not a refusal, so the common case of a new key raises no error. Any other reply
+ * is refused as setMapEntry's is.
+ */
+export function setMapEntryIfPresent (map: string, key: string, value: string): Command<boolean> {
+  const verb = 'set map'
+  const refuse = expectEmpty(verb)
+  return {
+    text: lineWithValue(verb, [checkMapName(map), checkMapKey(key)], value),
+    verb,
+    parse: reply => {
+      if (reply === 'entry not found.') return false
+      refuse(reply)
+      return true
+    }
+  }
+}
+
 /** One line of `get map`: the outcome of a lookup for one converter that uses the map. */
 export type MapLookup = {
   /** Match method: `beg` (map_beg), `str` (map / map_str), `reg`, `sub`, `dom`, `ip`… */
