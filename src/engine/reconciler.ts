@@ -24,7 +24,7 @@ import { commandStep } from './plan.ts'
 import type { DesiredBackend, DesiredMap, DesiredServer, DesiredState, StaticServerSettings } from './store/types.ts'
 import { addServerSteps, removalCommands } from '../resources/servers/service.ts'
 import { adminStateOf } from '../resources/servers/view.ts'
-import { createBackendSteps } from '../resources/backends/service.ts'
+import { createBackendSteps, deleteBackend } from '../resources/backends/service.ts'
 import type { CreatedBackend } from '../resources/backends/view.ts'
 import { BACKEND_STAT, backendsFromStat } from '../resources/backends/view.ts'
 import { readContent, stageContent } from '../resources/pattern-refs/versioned-load.ts'
@@ -503,7 +503,7 @@ export class Reconciler {
           steps.push({
             label: 'del backend',
             apply: async ({ runtime }) => {
-              await runtime.execute([cmd.waitBackendRemovable(name, REMOVAL_WAIT_MS), cmd.delBackend(name)])
+              await deleteBackend(runtime, name, cmd.waitBackendRemovable(name, REMOVAL_WAIT_MS))
               this.#o.created.delete(name)
               await store.setCreatedIn(name, undefined)
             }

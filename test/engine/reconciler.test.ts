@@ -9,13 +9,18 @@ import { INFO_REPLY, fakeRuntime, statReply } from '../helpers/fake-runtime.ts'
 
 const SERVERS_HEADER = '1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port'
 
-/** A fresh HAProxy (only `webservers`) that remembers the backends added; `add backend` takes `delayMs`. */
-function haproxy (delayMs = 0) {
+/**
+ * A fresh HAProxy (only `webservers`) that remembers the backends added; `add backend` takes `delayMs`;
+ * `del backend` deletes and prints `delReply`.
+ */
+function haproxy (delayMs = 0, delReply = 'Backend deleted.') {
   const backends = new Set<string>()
   const runtime = fakeRuntime(text => {
     if (text === 'show info') return INFO_REPLY
     if (text.startsWith('show stat')) return statReply([{ px: 'webservers', status: 'UP' }, ...[...backends].map(px => ({ px, status: 'UP' }))])
-    if (text === 'show servers state') return SERVERS_HEADER
+    if (text.startsWith('show servers state')) return SERVERS_HEADER
+    if (text === 'show backend') return ['# name', 'webservers', ...backends].join('\n')
+    if (/^wait \d+ms be-removable /.test(text)) return 'Done.'
     if (text === 'show map') return '# id (file) description\n'
     if (text === 'experimental-mode on') return ''
     const add = /^add backend (\S+) from (\S+)/.exec(text)
@@ -27,7 +32,7 @@ function haproxy (delayMs = 0) {
     if (text.startsWith('publish backend')) return 'Backend published.'
     if (text.startsWith('unpublish backend')) return 'Backend unpublished.'
     const del = /^del backend (\S+)$/.exec(text)
-    if (del !== null) { backends.delete(del[1] as string); return 'Backend deleted.' }
+    if (del !== null) { backends.delete(del[1] as string); return delReply }
     return `Unknown command: '${text}'`
   })
   const execute = runtime.execute.bind(runtime)
@@ -38,8 +43,8 @@ function haproxy (delayMs = 0) {
   return { runtime, backends }
 }
 
-async function setup (n: number, delayMs: number, from: (i: number) => string = () => 'd') {
-  const { runtime, backends } = haproxy(delayMs)
+async function setup (n: number, delayMs: number, from: (i: number) => string = () => 'd', delReply?: string) {
+  const { runtime, backends } = haproxy(delayMs, delReply)
   const store = new MemoryStore()
   const changes: DesiredChange[] = Array.from({ length: n }, (_, i) => ({ op: 'backend.put', backend: { name: `b${i}`, from: from(i), mode: null, published: true } }))
   await store.commit(changes, { actor: 'test', action: 'seed', target: { kind: 'test', id: 'seed' } })
@@ -75,6 +80,18 @@ describe('Reconciler', () => {
     const second = runtime.sent.slice(runtime.sent.lastIndexOf('add backend b4 from d') + 1)
     expect(second.filter(t => t === 'show info')).toHaveLength(1)
     expect(second.filter(t => t.startsWith('add backend'))).toEqual(['add backend b5 from d', 'add backend b6 from d', 'add backend b7 from d', 'add backend b8 from d', 'add backend b9 from d'])
+  })
+
+  it('removes a backend it created and no longer wants, also when `del backend` prints notices but no verdict', async () => {
+    // HAProxy 3.4.7 can drop `Backend deleted.` from a full notice buffer (src/runtime/commands/backends.ts delBackend).
+    const notices = "Server old/s1 is UP (leaving forced drain).\nbackend 'old' has no server available!\nServer deleted."
+    const { reconciler, backends, store, runtime } = await setup(0, 0, undefined, notices)
+    backends.add('old')
+    await store.setCreatedIn('old', '4242@1795495485')
+    const report = await reconciler.reconcileNow('test')
+    expect(report).toMatchObject({ failed: [], reapplied: ['backend/old: removed (no longer desired)'] })
+    expect(backends.has('old')).toBe(false)
+    expect(runtime.sent.slice(runtime.sent.indexOf('del backend old'))).toEqual(['del backend old', 'show backend'])
   })
 
   it('stops a long pass when hapctl shuts down: what is in progress finishes, the rest waits for the next start', async () => {

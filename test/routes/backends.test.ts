@@ -5,13 +5,17 @@ import { INFO_REPLY, fakeRuntime, statReply } from '../helpers/fake-runtime.ts'
 
 const SERVERS_HEADER = '1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port'
 
-/** A small HAProxy: answers the commands BackendService sends with 3.4.7's exact strings. */
-function haproxy (overrides: Record<string, string | Error> = {}) {
+/**
+ * A small HAProxy: answers the commands BackendService sends with 3.4.7's exact strings.
+ * `delBackend`: what `del backend` prints, and whether it deletes (default `Backend deleted.`, yes).
+ */
+function haproxy (overrides: Record<string, string | Error> = {}, delBackend: { reply: string, deletes: boolean } = { reply: 'Backend deleted.', deletes: true }) {
   const backends = new Map<string, { published: boolean }>([['webservers', { published: true }]])
   return fakeRuntime(text => {
     if (text in overrides) return overrides[text] as string | Error
     const [verb, sub, name] = text.split(' ')
     if (text === 'show info') return INFO_REPLY
+    if (text === 'show backend') return ['# name', ...backends.keys()].join('\n')
     if (text === 'show stat' || (verb === 'show' && sub === 'stat')) {
       const only = text === 'show stat' || name === '-1' ? undefined : name
       if (only !== undefined && !backends.has(only)) return 'No such proxy.'
@@ -37,7 +41,10 @@ function haproxy (overrides: Record<string, string | Error> = {}) {
       return verb === 'publish' ? 'Backend published.' : 'Backend unpublished.'
     }
     if (text.startsWith('wait ')) return 'Done.'
-    if (verb === 'del' && sub === 'backend') { backends.delete(name as string); return 'Backend deleted.' }
+    if (verb === 'del' && sub === 'backend') {
+      if (delBackend.deletes) backends.delete(name as string)
+      return delBackend.reply
+    }
     return `Unknown command: '${verb}'`
   })
 }
@@ -70,6 +77,16 @@ describe('POST /backends', () => {
     expect(res.json()).toMatchObject({ code: 'HAPX_RUNTIME_FORBIDDEN', haproxyMessage: 'Permission denied' })
     // Unpublished before deletion: a publish that failed on the way back may still have been applied.
     expect(rt.sent.slice(-2)).toEqual(['unpublish backend b1', 'del backend b1'])
+  })
+
+  it('removes the backend again when `del backend` answers with notices but no verdict, as `show backend` shows', async () => {
+    const notices = "Server deleted.\nbackend 'other' has no server available!"
+    const rt = haproxy({ 'publish backend b1': 'Permission denied' }, { reply: notices, deletes: true })
+    const app = await buildTestApp(rt)
+    const res = await app.inject({ method: 'POST', url: '/backends', payload: { name: 'b1', from: 'mydefaults', published: true } })
+    expect(res.statusCode).toBe(502)
+    expect(res.json()).toMatchObject({ code: 'HAPX_RUNTIME_FORBIDDEN', outcome: 'undone' })
+    expect(rt.sent.slice(-3)).toEqual(['unpublish backend b1', 'del backend b1', 'show backend'])
   })
 
   it.each([
@@ -200,6 +217,48 @@ describe('GET/PATCH/DELETE /backends/:name', () => {
     expect(rt.sent.filter(t => !t.startsWith('show'))).toEqual([
       'wait 1ms be-removable b1', 'unpublish backend b1', expect.stringMatching(/^wait (1[89]\d\d|2000)ms be-removable b1$/), 'del backend b1'
     ])
+  })
+
+  // HAProxy 3.4.7 prints `del backend`'s verdict into its thread's 1024-byte notice buffer, where
+  // earlier notices can leave no room for it (src/runtime/commands/backends.ts delBackend).
+  const NOTICES = Array.from({ length: 5 }, () => [
+    'Server b1/s enters drain state. 0 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.',
+    "backend 'b1' has no server available!",
+    'Server b1/s is UP (leaving forced drain).'
+  ]).flat().join('\n')
+
+  it('deletes a backend whose `del backend` reply has no verdict, once `show backend` no longer lists it', async () => {
+    const rt = haproxy({}, { reply: NOTICES, deletes: true })
+    const app = await buildTestApp(rt)
+    await app.inject({ method: 'POST', url: '/backends', payload: { name: 'b1', from: 'mydefaults' } })
+    rt.sent.length = 0
+    const res = await app.inject({ method: 'DELETE', url: '/backends/b1' })
+    expect(res.statusCode, res.body).toBe(204)
+    expect(rt.sent.slice(-2)).toEqual(['del backend b1', 'show backend'])
+    expect((await app.inject({ url: '/backends/b1' })).statusCode).toBe(404)
+  })
+
+  it('keeps a `del backend` without verdict a refusal while `show backend` still lists the backend', async () => {
+    const rt = haproxy({}, { reply: NOTICES, deletes: false })
+    const app = await buildTestApp(rt)
+    await app.inject({ method: 'POST', url: '/backends', payload: { name: 'b1', from: 'mydefaults' } })
+    const res = await app.inject({ method: 'DELETE', url: '/backends/b1' })
+    expect(res.statusCode).toBe(409)
+    expect(res.json()).toMatchObject({ code: 'HAPX_CONFLICT', command: 'del backend' })
+    expect(res.json().haproxyMessage).toContain('Server b1/s enters drain state.')
+    expect(rt.sent.slice(-2)).toEqual(['del backend b1', 'show backend'])
+    // Still kept: the backend is there.
+    expect((await app.inject({ url: '/backends/b1' })).statusCode).toBe(200)
+  })
+
+  it('asks nothing more when `del backend` gives its verdict', async () => {
+    const rt = haproxy()
+    const app = await buildTestApp(rt)
+    await app.inject({ method: 'POST', url: '/backends', payload: { name: 'b1', from: 'mydefaults' } })
+    rt.sent.length = 0
+    expect((await app.inject({ method: 'DELETE', url: '/backends/b1' })).statusCode).toBe(204)
+    expect(rt.sent.at(-1)).toBe('del backend b1')
+    expect(rt.sent).not.toContain('show backend')
   })
 
   it.each(['0', 'abc', '10h', '-1s', '301s'])('rejects timeout=%s with 400 before talking to HAProxy', async timeout => {

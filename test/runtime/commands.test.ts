@@ -251,7 +251,7 @@ describe('del backend', () => {
   const del = cmd.delBackend('jb1')
 
   it('accepts `Backend deleted.`', () => {
-    expect(del.parse('Backend deleted.')).toBeUndefined()
+    expect(del.parse('Backend deleted.')).toEqual({ confirmed: true })
   })
 
   it.each([
@@ -259,7 +259,35 @@ describe('del backend', () => {
     ['notices about another backend', "backend 'bsrr' has no server available!\nBackend deleted."],
     ['notices and Server deleted.', `Server tmpb/s1 is UP/READY (leaving forced maintenance).\n${DOWN_NOTICE}\nbackend 'tmpb' has no server available!\nServer deleted.\nBackend deleted.`]
   ])('accepts `Backend deleted.` after %s', (_name, reply) => {
-    expect(del.parse(reply)).toBeUndefined()
+    expect(del.parse(reply)).toEqual({ confirmed: true })
+  })
+
+  // Replies of 3.4.7 captured after 5 drain/ready pairs of rb5/s and of rb10/s on one connection, then
+  // `set server … state maint`, `del server`, `del backend`: the thread's 1024-byte notice buffer
+  // (1014 bytes here) was full, and `Backend deleted.` (and for rb10 `Server deleted.`) did not fit.
+  // Both backends were gone (`show backend`).
+  const DRAIN = (b: string): string => `Server ${b}/s enters drain state. 0 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.`
+  const NONE = (b: string): string => `backend '${b}' has no server available!`
+  const flaps = (b: string, n: number): string[] => Array.from({ length: n }, () => [DRAIN(b), NONE(b), `Server ${b}/s is UP (leaving forced drain).`]).flat()
+  const NOTICES_THEN_SERVER_DELETED = [...flaps('rb5', 5), NONE('rb5'), 'Server deleted.'].join('\n')
+  const NOTICES_ONLY = [...flaps('rb10', 5), NONE('rb10')].join('\n')
+
+  it('has the captured replies at the size HAProxy printed', () => {
+    expect([NOTICES_THEN_SERVER_DELETED, NOTICES_ONLY].map(r => Buffer.byteLength(r))).toEqual([1014, 1014])
+  })
+
+  it.each([
+    ['notices ending with `Server deleted.`', NOTICES_THEN_SERVER_DELETED],
+    ['notices only', NOTICES_ONLY],
+    ['one notice about another backend', "backend 'bsrr' has no server available!"],
+    // A refusal no builder knows yet (it is printed alone): `show backend` then tells, and it still lists the backend.
+    ['an unknown refusal', 'Cannot delete a listen section.']
+  ])('answers "not confirmed" to %s, with the refusal to raise if the backend is still there', (_name, reply) => {
+    const result = del.parse(reply)
+    expect(result.confirmed).toBe(false)
+    if (result.confirmed) return
+    expect(result.refusal).toBeInstanceOf(RuntimeCommandError)
+    expect(result.refusal).toMatchObject({ verb: 'del backend', kind: 'rejected' })
   })
 
   it.each<[string, RejectionKind]>([
@@ -278,8 +306,9 @@ describe('del backend', () => {
     expectRefusal(del, `${DOWN_NOTICE}\nBackend must be unpublished prior to its deletion.`, 'conflict', 'Backend must be unpublished prior to its deletion.')
   })
 
-  it('does not take a notice alone for success', () => {
-    expectRefusal(del, DOWN_NOTICE, 'rejected', DOWN_NOTICE)
+  it('does not take a notice alone for success: not confirmed, the notice kept for the refusal', () => {
+    const result = del.parse(DOWN_NOTICE)
+    expect(result).toMatchObject({ confirmed: false, refusal: { kind: 'rejected', haproxyMessage: DOWN_NOTICE } })
   })
 })
 

@@ -78,7 +78,7 @@ export function createBackendSteps (b: DesiredBackend, deps: { executor: Executo
     onInDoubt: async () => { if (identity.current !== undefined) await executor.store.setCreatedIn(b.name, identity.current) },
     // Unpublish first: if a later publish timed out, HAProxy may have applied it, and `del backend` refuses a published backend.
     undo: async ({ runtime }) => {
-      await runtime.execute([cmd.unpublishBackend(b.name), cmd.delBackend(b.name)])
+      await deleteBackend(runtime, b.name, cmd.unpublishBackend(b.name))
       deps.created.delete(b.name)
       await executor.store.setCreatedIn(b.name, undefined)
     },
@@ -288,7 +288,7 @@ export class BackendService {
       steps.push({
         label: 'del backend',
         apply: async ({ runtime }) => {
-          await runtime.execute([cmd.waitBackendRemovable(name, remaining(deadline)), cmd.delBackend(name)])
+          await deleteBackend(runtime, name, cmd.waitBackendRemovable(name, remaining(deadline)))
           this.created.delete(name)
           await this.#executor.store.setCreatedIn(name, undefined)
         },
@@ -326,6 +326,21 @@ export class BackendService {
       throw toOperationError(err)
     }
   }
+}
+
+/**
+ * `del backend <name>` after `first` (the wait until it is removable, or `unpublish`), on one
+ * connection. When HAProxy's reply has no verdict, only notices (cmd.delBackend: they can crowd
+ * `Backend deleted.` out of it), `show backend` (management §9.3) says whether the backend is gone:
+ * gone is success, still listed is the refusal. Asked in a second call only then (the pool gives it
+ * a connection to the current process, most often the same one), so that a reply with its verdict
+ * costs no extra round trip.
+ */
+export async function deleteBackend (runtime: Runtime, name: string, first: cmd.Command<unknown>): Promise<void> {
+  const [, result] = await runtime.execute([first, cmd.delBackend(name)])
+  if (result.confirmed) return
+  const [names] = await runtime.execute([cmd.showBackend()])
+  if (names.includes(name)) throw result.refusal
 }
 
 /** Says which process answered a `show info` (and tells the identity tracker). */

@@ -120,12 +120,38 @@ export function unpublishBackend (name: string): Command<void> {
 }
 
 /**
- * `del backend <name>` (management §9.3). The reply may start with state-change notices about this
- * or another backend; only the last line is the verdict (runtime-notes 3.4).
+ * What `del backend` answered: its verdict, or notices without one. In the second case HAProxy has
+ * most likely deleted the backend, and only `show backend` can say (see delBackend); `refusal` is
+ * the error to raise if the backend is still there.
  */
-export function delBackend (name: string): Command<void> {
+export type DelBackendResult = { confirmed: true } | { confirmed: false, refusal: RuntimeCommandError }
+
+/**
+ * `del backend <name>` (management §9.3). HAProxy 3.4.7 does not print its verdict directly: it adds
+ * `Backend deleted.` to a 1024-byte buffer of warnings and notices kept per thread, and prints that
+ * buffer. `add backend`, `add server`, `publish` and `unpublish backend` empty the buffer when they
+ * start; `del backend` does not, so the buffer also holds what the thread logged since: server state
+ * changes (`Server b/s enters drain state…`, `backend 'b' has no server available!`) and the
+ * `Server deleted.` of each `del server`, about this backend or another one. A message that does not
+ * fit is dropped: after about ten state changes (drain, ready…), the verdict is missing although the
+ * backend is gone (test/integration/backend-delete-notices.test.ts). A refusal is printed alone,
+ * without the buffer. So: `Backend deleted.` last is success; a known refusal is thrown; any other
+ * reply is `confirmed: false`, for the caller to ask `show backend`.
+ */
+export function delBackend (name: string): Command<DelBackendResult> {
   const verb = 'del backend'
-  return { text: line(verb, checkName('backend', name)), verb, experimental: true, parse: expectLastLine(verb, 'Backend deleted.') }
+  return {
+    text: line(verb, checkName('backend', name)),
+    verb,
+    experimental: true,
+    parse: reply => {
+      if (lastLine(reply) === 'Backend deleted.') return { confirmed: true }
+      const refusal = rejection(verb, reply)
+      // Not a known refusal: notices only, or a refusal never seen yet (`show backend` still lists the backend then).
+      if (refusal.kind !== 'rejected') throw refusal
+      return { confirmed: false, refusal }
+    }
+  }
 }
 
 /** `wait <delay> be-removable <backend>` (management §9.3): returns as soon as the backend is removable. */
