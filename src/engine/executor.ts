@@ -16,7 +16,7 @@
  */
 import { setMaxListeners } from 'node:events'
 import type { ExecuteOptions, Runtime } from '../runtime/client.ts'
-import { RuntimeAbortedError } from '../runtime/errors.ts'
+import { RuntimeAbortedError, RuntimeStaleProcessError } from '../runtime/errors.ts'
 import type { DesiredStateStore } from './store/types.ts'
 import type { Plan, Step, StepContext, Target } from './plan.ts'
 import { KeyedLock, LockTimeoutError } from './locks.ts'
@@ -171,28 +171,37 @@ export class Executor {
   async run<T> (opts: RunOptions, build: (ctx: StepContext) => Promise<Plan>, then?: (outcome: Applied) => Promise<T>): Promise<{ outcome: Outcome, value: T | undefined }> {
     return this.locked(opts, async () => {
       const runtime = opts.runtime ?? this.runtime
-      const interruption = new Interruption(this.#shutdown.signal)
-      try {
-        const ctx: StepContext = { runtime: interruptible(runtime, interruption), get signal () { return interruption.signal } }
-        let plan: Plan
+      for (let attempt = 1; ; attempt++) {
+        const interruption = new Interruption(this.#shutdown.signal)
         try {
-          plan = await build(ctx)
+          const ctx: StepContext = { runtime: interruptible(runtime, interruption), get signal () { return interruption.signal } }
+          let plan: Plan
+          try {
+            plan = await build(ctx)
+          } catch (err) {
+            if (attempt === 1 && staleProcessOf(err) !== undefined) throw new StartAgain(err)
+            // Nothing was applied: a planner only reads. Say so, as every failed write does.
+            const error = toOperationError(err)
+            throw error.outcome !== undefined ? error : error.extend({ outcome: 'refused', state: refusedState(opts.target) })
+          }
+          return await this.#runPlan(ctx, { runtime }, interruption, plan, opts, then, attempt === 1)
         } catch (err) {
-          // Nothing was applied: a planner only reads. Say so, as every failed write does.
-          const error = toOperationError(err)
-          throw error.outcome !== undefined ? error : error.extend({ outcome: 'refused', state: refusedState(opts.target) })
+          // A kept connection reached an old worker a reload had replaced: everything this operation
+          // did went to that worker and is lost with it (an operation's calls reach the old process,
+          // then only the new one), so nothing is undone and the operation starts again from its plan.
+          if (!(err instanceof StartAgain)) throw err
+          this.#logger?.info({ target: opts.target, err: err.cause }, 'an HAProxy process stopping after a reload answered: starting the operation again')
+        } finally {
+          interruption.detach()
         }
-        return await this.#runPlan(ctx, { runtime }, interruption, plan, opts, then)
-      } finally {
-        interruption.detach()
       }
     })
   }
 
   /** The plan's steps, then `then` on success (under the caller's lock). */
   async #runPlan<T> (ctx: StepContext, undoCtx: StepContext, interruption: Interruption, plan: Plan, opts: RunOptions,
-    then: ((outcome: Applied) => Promise<T>) | undefined): Promise<{ outcome: Outcome, value: T | undefined }> {
-    const outcome = await this.#execute(ctx, undoCtx, interruption, plan, opts)
+    then: ((outcome: Applied) => Promise<T>) | undefined, restartable: boolean): Promise<{ outcome: Outcome, value: T | undefined }> {
+    const outcome = await this.#execute(ctx, undoCtx, interruption, plan, opts, restartable)
     if (outcome.kind !== 'applied' || then === undefined) return { outcome, value: undefined }
     try {
       return { outcome, value: await then(outcome) }
@@ -215,13 +224,14 @@ export class Executor {
     return value as T
   }
 
-  async #execute (ctx: StepContext, undoCtx: StepContext, interruption: Interruption, plan: Plan, opts: RunOptions): Promise<Outcome> {
+  async #execute (ctx: StepContext, undoCtx: StepContext, interruption: Interruption, plan: Plan, opts: RunOptions, restartable: boolean): Promise<Outcome> {
     const applied: Step[] = []
     for (const batch of batches(plan.steps)) {
       let results: readonly unknown[]
       try {
         results = await this.#applyBatch(ctx, batch)
       } catch (err) {
+        if (restartable && staleProcessOf(err) !== undefined) throw new StartAgain(err)
         const { done, failed, inDoubt } = whereItStopped(batch, err)
         applied.push(...done)
         return this.#fail(undoCtx, plan, opts, applied, failed, inDoubt, err)
@@ -427,6 +437,20 @@ function whereItStopped (batch: readonly Step[], err: unknown, undo = false): { 
 
 function undoable (s: Step): boolean {
   return s.undo !== undefined || s.undoCommands !== undefined
+}
+
+/** Thrown inside run() to start an operation again (see there); never leaves it. */
+class StartAgain extends Error {
+  constructor (cause: unknown) {
+    super('start the operation again', { cause })
+  }
+}
+
+/** The stale-process error inside `err` (a kept connection reached an old worker), if there is one. */
+function staleProcessOf (err: unknown): RuntimeStaleProcessError | undefined {
+  if (err instanceof RuntimeStaleProcessError) return err
+  if (err instanceof OperationError && err.cause instanceof RuntimeStaleProcessError) return err.cause
+  return undefined
 }
 
 /** The wait a shutdown interrupted inside `err` (the commands before its index ran), if one did. */

@@ -4,7 +4,7 @@
  * `HAPX_*` code, so a new resource or a second HAProxy node never needs its own error mapping.
  */
 import {
-  RuntimeAbortedError, RuntimeArgumentError, RuntimeBusyError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
+  RuntimeAbortedError, RuntimeArgumentError, RuntimeBusyError, RuntimeStaleProcessError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
 } from '../runtime/errors.ts'
 
 /**
@@ -155,6 +155,7 @@ const REJECTION_REASONS: Record<RuntimeCommandError['kind'], Reason> = {
 export function fromRuntime (err: RuntimeError): OperationError {
   if (err instanceof RuntimeUnavailableError) return new OperationError('RUNTIME_UNAVAILABLE', err.message, { cause: err })
   if (err instanceof RuntimeBusyError) return new OperationError('RUNTIME_BUSY', err.message, { cause: err })
+  if (err instanceof RuntimeStaleProcessError) return new OperationError('HAPROXY_STOPPING', err.message, { haproxyMessage: err.refusal.haproxyMessage, command: err.verb, cause: err })
   if (err instanceof RuntimeTimeoutError) return new OperationError('RUNTIME_TIMEOUT', err.message, { command: err.verb, cause: err })
   if (err instanceof RuntimeProtocolError) return new OperationError('RUNTIME_PROTOCOL', err.message, { command: err.verb, cause: err })
   if (err instanceof RuntimeAbortedError) {

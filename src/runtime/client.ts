@@ -25,7 +25,7 @@ import net from 'node:net'
 import type { Command, CommandResult, ReplySink } from './commands/index.ts'
 import { experimentalModeOn, setCliTimeout, showInfo } from './commands/index.ts'
 import {
-  RuntimeAbortedError, RuntimeArgumentError, RuntimeBusyError, RuntimeCommandError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
+  RuntimeAbortedError, RuntimeArgumentError, RuntimeBusyError, RuntimeCommandError, RuntimeStaleProcessError, RuntimeError, RuntimeProtocolError, RuntimeTimeoutError, RuntimeUnavailableError
 } from './errors.ts'
 import { INTERACTIVE_PREAMBLE, MAX_LINE_BYTES, ReplyReader, finalReplyOnClose, nonInteractiveReply } from './protocol.ts'
 import type { ProcessInfo } from './parsers.ts'
@@ -132,6 +132,13 @@ const FLOW_GRACE_MS = 1000
  */
 const SUSPICIOUS: ReadonlySet<string> = new Set(['rejected', 'conflict', 'invalid', 'forbidden', 'unsupported'])
 
+/**
+ * A pooled connection unused for longer is asked its process (`show info`) before it is used: a
+ * reload during the pause would otherwise send the call to the old worker. Connections in steady use
+ * rely on the identity poll (HAPCTL_IDENTITY_POLL_MS) and on the check after a refusal (SUSPICIOUS).
+ */
+const RECHECK_AFTER_IDLE_MS = 200
+
 /** Opening a pooled connection meets a stopping process (a reload under way): tried again this often. */
 const MAX_STOPPING_RETRIES = 3
 
@@ -169,6 +176,8 @@ class Connection {
   experimental = false
   /** Calls it has served, the current one included. */
   uses = 0
+  /** performance.now() when its last call ended. */
+  lastUsedAt = 0
   /** performance.now() of the last bytes received; the deadline check reads it. */
   lastDataAt = 0
   idleTimer: NodeJS.Timeout | undefined
@@ -271,29 +280,27 @@ export class RuntimeClient implements Runtime {
     const extra = commands.reduce((sum, c) => sum + (c.extraTimeMs ?? 0), 0)
     const verbs = commands.map(c => c.verb)
     return this.#call(verbs, (options.timeoutMs ?? this.#timeoutMs) + extra, async (deadline) => {
-      for (let attempt = 1; ; attempt++) {
-        const conn = await this.#connection(deadline)
-        const reused = ++conn.uses > 1
-        let healthy = false
-        try {
-          const results = await this.#converse(conn, commands, deadline, options.signal)
-          healthy = true
-          return results as Results<C>
-        } catch (err) {
-          // A refusal leaves the connection as it was: the reply was read whole, the next command is ours.
-          healthy = err instanceof RuntimeCommandError
-          // …unless it came from an old worker a reload has just replaced (it refuses changes to its
-          // disabled proxies, "Proxy is disabled."), before the identity poll noticed: then the whole
-          // call goes again to the current process. What the old worker did is lost with it anyway.
-          if (healthy && reused && attempt === 1 && this.#persistent && SUSPICIOUS.has((err as RuntimeCommandError).kind) &&
-            await this.#stopping(conn, deadline)) {
-            healthy = false
-            continue
-          }
-          throw err
-        } finally {
-          this.#done(conn, healthy)
+      const conn = await this.#connection(deadline)
+      const reused = ++conn.uses > 1
+      let healthy = false
+      try {
+        const results = await this.#converse(conn, commands, deadline, options.signal)
+        healthy = true
+        return results as Results<C>
+      } catch (err) {
+        // A refusal leaves the connection as it was: the reply was read whole, the next command is ours.
+        healthy = err instanceof RuntimeCommandError
+        // …unless it came from an old worker a reload has just replaced (it refuses changes to its
+        // disabled proxies, "Proxy is disabled."), before the identity poll noticed. The caller (the
+        // executor) can then start its operation again: what the old worker did is lost with it.
+        if (err instanceof RuntimeCommandError && reused && this.#persistent && SUSPICIOUS.has(err.kind)) {
+          const process = await this.#stopping(conn, deadline)
+          healthy = process === 'current'
+          if (process === 'stopping') throw new RuntimeStaleProcessError(err)
         }
+        throw err
+      } finally {
+        this.#done(conn, healthy)
       }
     })
   }
@@ -302,17 +309,18 @@ export class RuntimeClient implements Runtime {
    * Whether the process behind a pooled connection is stopping (a reload replaced it): asked on the
    * connection itself; the connections to that process are then never used again.
    */
-  async #stopping (conn: Connection, deadline: Deadline): Promise<boolean> {
+  async #stopping (conn: Connection, deadline: Deadline): Promise<'stopping' | 'current' | 'failed'> {
     let info: ProcessInfo
     try {
       [info] = await this.#converse(conn, [showInfo()], deadline) as [ProcessInfo]
     } catch {
-      return false
+      conn.dead = true
+      return 'failed'
     }
-    if (!info.stopping) return false
+    if (!info.stopping) return 'current'
     this.#stopped.add(processIdOf(info))
     for (const c of this.#pooled) if (c.processId === processIdOf(info)) this.#retire(c)
-    return true
+    return 'stopping'
   }
 
   /**
@@ -385,7 +393,13 @@ export class RuntimeClient implements Runtime {
     for (let stopping = 0; ; stopping++) {
       const granted = await this.#acquire(this.#persistent ? 'pooled' : 'fresh', deadline)
       haproxysTurn(deadline)
-      if (granted !== 'slot') return granted
+      if (granted !== 'slot') {
+        // Unused for a while: a reload may have happened meanwhile (nothing told the pool yet). Asking
+        // its process costs a round trip, far less than a new connection, and nothing was sent on it.
+        if (performance.now() - granted.lastUsedAt < RECHECK_AFTER_IDLE_MS || await this.#stopping(granted, deadline) === 'current') return granted
+        this.#done(granted, false)
+        continue
+      }
       const conn = this.#open(this.#persistent)
       try {
         await this.#converse(conn, [], deadline, undefined, true)
@@ -439,6 +453,7 @@ export class RuntimeClient implements Runtime {
       conn.destroy()
       return
     }
+    conn.lastUsedAt = performance.now()
     conn.idleTimer = setTimeout(() => { this.#discard(conn) }, this.#idleMs)
     conn.idleTimer.unref()
     this.#idle.push(conn)

@@ -8,6 +8,7 @@ export const RuntimeErrorCode = {
   UNAVAILABLE: 'RUNTIME_UNAVAILABLE',
   TIMEOUT: 'RUNTIME_TIMEOUT',
   BUSY: 'RUNTIME_BUSY',
+  STALE_PROCESS: 'RUNTIME_STALE_PROCESS',
   PROTOCOL: 'RUNTIME_PROTOCOL',
   COMMAND_REJECTED: 'RUNTIME_COMMAND_REJECTED',
   ABORTED: 'RUNTIME_ABORTED',
@@ -67,6 +68,22 @@ export class RuntimeBusyError extends RuntimeError {
   constructor (timeoutMs: number, connections: number) {
     super(RuntimeErrorCode.BUSY, `none of the ${connections} Runtime API connection(s) hapctl may open (HAPROXY_MAX_CONNECTIONS) became free within ${timeoutMs} ms`)
     this.timeoutMs = timeoutMs
+  }
+}
+
+/**
+ * A kept connection turned out to reach an old worker a reload has replaced (it refused a change to
+ * its disabled proxies, and `show info` on it said `Stopping: 1`). Whatever that worker was told is
+ * lost with it, so an operation can start again from scratch against the current process; the
+ * connections to the old one are no longer used.
+ */
+export class RuntimeStaleProcessError extends RuntimeError {
+  readonly verb: string
+  readonly refusal: RuntimeCommandError
+  constructor (refusal: RuntimeCommandError) {
+    super(RuntimeErrorCode.STALE_PROCESS, `'${refusal.verb}' reached an HAProxy process that is stopping after a reload (it answered: ${refusal.haproxyMessage}); changes sent to it are lost`, { cause: refusal })
+    this.verb = refusal.verb
+    this.refusal = refusal
   }
 }
 

@@ -5,7 +5,7 @@ import type { Plan, Step } from '../../src/engine/plan.ts'
 import { commandStep } from '../../src/engine/plan.ts'
 import type { DesiredChange } from '../../src/engine/store/types.ts'
 import { command, executorOnFake } from '../helpers/executor.ts'
-import { RuntimeTimeoutError, RuntimeUnavailableError } from '../../src/runtime/errors.ts'
+import { RuntimeCommandError, RuntimeStaleProcessError, RuntimeTimeoutError, RuntimeUnavailableError } from '../../src/runtime/errors.ts'
 
 const c = command
 const setup = executorOnFake
@@ -21,6 +21,37 @@ describe('Executor', () => {
     expect(outcome).toMatchObject({ kind: 'applied', applied: ['a', 'b + c'], revision: 1 })
     expect(calls).toEqual([['a', 'b', 'c']])
     expect(await store.getBackend('b1')).toMatchObject({ name: 'b1' })
+  })
+
+  it('starts an operation again, planning it anew and undoing nothing, when a kept connection reached an old worker', async () => {
+    const { executor, store, runtime } = setup()
+    const execute = runtime.execute.bind(runtime)
+    let stale = true
+    runtime.execute = (async (commands: Parameters<typeof execute>[0]) => {
+      if (stale && commands.some(x => x.text === 'b')) {
+        stale = false
+        throw new RuntimeStaleProcessError(new RuntimeCommandError('b', 'rejected', 'Proxy is disabled.'))
+      }
+      return execute(commands)
+    }) as typeof runtime.execute
+    let plans = 0
+    const { outcome } = await executor.run({ target }, async () => {
+      plans++
+      return plan([commandStep([c('a')], [c('undo a')]), commandStep([c('b')], [c('undo b')])], [put])
+    })
+    expect(outcome).toMatchObject({ kind: 'applied', applied: ['a', 'b'], revision: 1 })
+    expect(plans).toBe(2)
+    // The first batch (a + b) went to the old worker, lost with it: nothing undone, all of it sent again.
+    expect(runtime.sent).toEqual(['a', 'b'])
+    expect(await store.revision()).toBe(1)
+  })
+
+  it('answers 503 HAPROXY_STOPPING when the second attempt meets a stopping process too', async () => {
+    const { executor, runtime } = setup()
+    runtime.execute = (async () => { throw new RuntimeStaleProcessError(new RuntimeCommandError('a', 'rejected', 'Proxy is disabled.')) }) as typeof runtime.execute
+    const { outcome } = await executor.run({ target }, async () => plan([commandStep([c('a')], [c('undo a')])], [put]))
+    if (outcome.kind === 'applied') throw new Error('expected a failure')
+    expect([outcome.kind, outcome.error.reason]).toEqual(['refused', 'HAPROXY_STOPPING'])
   })
 
   it('undoes the applied steps in reverse when HAProxy refuses one, and commits nothing', async () => {

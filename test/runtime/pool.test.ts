@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { RuntimeClient } from '../../src/runtime/client.ts'
 import * as cmd from '../../src/runtime/commands/index.ts'
 import type { Command, ReplySink } from '../../src/runtime/commands/index.ts'
-import { RuntimeCommandError, RuntimeTimeoutError, RuntimeUnavailableError } from '../../src/runtime/errors.ts'
+import { RuntimeCommandError, RuntimeStaleProcessError, RuntimeTimeoutError, RuntimeUnavailableError } from '../../src/runtime/errors.ts'
 import { ProcessIdentity } from '../../src/engine/identity.ts'
 import { parseShowInfo } from '../../src/runtime/parsers.ts'
 import { startFakeHaproxy } from '../helpers/fake-haproxy.ts'
@@ -115,21 +115,40 @@ describe('a pool of persistent connections', () => {
     expect(identity.current).toBe('4242@1795495485')
   })
 
-  it('sends a call again to the current process when a kept connection\'s old worker refuses it (a reload not noticed yet)', async () => {
+  it('says so (RuntimeStaleProcessError) when a kept connection\'s old worker refuses a call (a reload not noticed yet), and goes to the current process next', async () => {
     let reloaded = false
     const { fake, client, identity } = await setup(haproxyLike(
       conn => conn === 1 ? { pid: 4242, stopping: reloaded } : { pid: 5000 },
       (line, at) => line.startsWith('set server') && at.conn === 1 && reloaded ? { reply: 'Proxy is disabled.\n\n' } : undefined))
     await client.execute([cmd.setServerWeight('b1', 's1', 5)])
     reloaded = true
-    // The old worker refuses; the client asks it `show info`, sees it stopping, and goes to the new one.
-    await client.execute([cmd.setServerWeight('b1', 's1', 6)])
+    // The old worker refuses; the client asks it `show info` and sees it stopping: the caller (the
+    // executor) starts its operation again, and the next call goes to the new process.
+    const err = await client.execute([cmd.setServerWeight('b1', 's1', 6)]).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(RuntimeStaleProcessError)
     expect(fake.lines(1).slice(-2)).toEqual(['set server b1/s1 weight 6', 'show info'])
+    await client.execute([cmd.setServerWeight('b1', 's1', 6)])
     expect(fake.lines(2)).toContain('set server b1/s1 weight 6')
     expect(identity.current).toBe('5000@1795495485')
     // An ordinary refusal from a current process is believed as it is, after one check.
     const refusal = await client.execute([cmd.getMapLookup('virt@nope.map', 'k')]).catch((e: unknown) => e)
     expect(refusal).toBeInstanceOf(RuntimeCommandError)
+  })
+
+  it('asks a connection unused for a while which process it reaches before sending anything on it', async () => {
+    let reloaded = false
+    const { fake, client, identity } = await setup(haproxyLike(conn => conn === 1 ? { pid: 4242, stopping: reloaded } : { pid: 5000 }))
+    await client.execute([add(1)])
+    await client.execute([add(2)])
+    // Used again at once: no check.
+    expect(fake.lines(1).filter(l => l === 'show info').length).toBe(1)
+    await new Promise(resolve => setTimeout(resolve, 300))
+    reloaded = true
+    await client.execute([add(3)])
+    expect(fake.lines(1).slice(-1)).toEqual(['show info'])
+    expect(fake.lines(1)).not.toContain('add map virt@a.map k3 v3')
+    expect(fake.lines(2)).toContain('add map virt@a.map k3 v3')
+    expect(identity.current).toBe('5000@1795495485')
   })
 
   it('believes a refusal from a process that is not stopping, checking it once', async () => {
