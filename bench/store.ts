@@ -47,8 +47,7 @@ let files = 0
 
 /**
  * The key of operation i: 500 keys, set again and again, so that every map stays at 500 entries
- * whatever the number of blocks (the memory store copies a map it changes; a growing map would
- * measure that, not the write).
+ * whatever the number of blocks, and each block measures the same writes.
  */
 let seq = 0
 const KEYS = 500
