@@ -139,9 +139,6 @@ const SUSPICIOUS: ReadonlySet<string> = new Set(['rejected', 'conflict', 'invali
  */
 const RECHECK_AFTER_IDLE_MS = 200
 
-/** Commands that only read (management §9.3 `show …`, `get …`): consecutive ones go out in one write. */
-const READ_VERB = /^(show|get) /
-
 /** Opening a pooled connection meets a stopping process (a reload under way): tried again this often. */
 const MAX_STOPPING_RETRIES = 3
 
@@ -585,8 +582,6 @@ export class RuntimeClient implements Runtime {
       // The deadline, extended while a reply is still arriving (hapctl may have been too busy to read it).
       let checkedAt = performance.now()
       let sentAt = 0
-      /** The last position of the queue written on the socket (reads go several at once). */
-      let sentThrough = -1
       let timer: NodeJS.Timeout
       const arm = (): void => { timer = setTimeout(check, Math.max(0, deadline.at - Date.now())) }
       const check = (): void => {
@@ -612,8 +607,6 @@ export class RuntimeClient implements Runtime {
         settled = true
         clearTimeout(timer)
         conn.call = undefined
-        // Replies still due to reads sent ahead: the connection is not in step for another call.
-        if (sentThrough > position && err !== undefined) conn.retired = true
         if (err === undefined) { resolve(results); return }
         if (err instanceof RuntimeCommandError) err.index = results.length
         if (err instanceof RuntimeTimeoutError || err instanceof RuntimeProtocolError) {
@@ -634,25 +627,11 @@ export class RuntimeClient implements Runtime {
       const sendCurrent = (): void => {
         const c = current()
         if (c === undefined) { stop(undefined); return }
-        sink = c !== 'preamble' && c.sink !== undefined ? c.sink() : undefined
-        // Sent already, with the read before it: its reply is the next one.
-        if (position <= sentThrough) return
         if (signal?.aborted === true && isWait(c)) { interrupt(c); return }
+        sink = c !== 'preamble' && c.sink !== undefined ? c.sink() : undefined
         sentAt = performance.now()
-        sentThrough = position
-        let text = c === 'preamble' ? INTERACTIVE_PREAMBLE : c.text + '\n'
-        // Reads that follow a read go in the same write: they change nothing, so nothing depends on
-        // the verdict before them (a write is still sent alone, after the reply to what precedes it).
-        if (isRead(c)) {
-          for (let next = queue[sentThrough + 1]; isRead(next); next = queue[sentThrough + 1]) {
-            text += next.text + '\n'
-            sentThrough++
-          }
-        }
-        socket.write(text)
+        socket.write(c === 'preamble' ? INTERACTIVE_PREAMBLE : c.text + '\n')
       }
-      const isRead = (c: Command<unknown> | 'preamble' | undefined): c is Command<unknown> =>
-        c !== undefined && c !== 'preamble' && !internal.has(c) && READ_VERB.test(c.verb)
 
       /** Judges one complete reply (or what a sink made of it); false when the sequence ended. */
       const verdict = (parse: () => unknown): boolean => {

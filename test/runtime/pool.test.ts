@@ -241,32 +241,6 @@ describe('a pool of persistent connections', () => {
   })
 })
 
-describe('reads', () => {
-  it('sends consecutive reads in one write, and a write only after the reply before it', async () => {
-    // Every reply 10 ms late (in order, as HAProxy answers): a line that arrives before the one ahead
-    // of it is answered is one the client sent without waiting (`pipelined`).
-    const { fake, client } = await setup(haproxyLike(undefined, line => line.startsWith('show stat')
-      ? { reply: '# pxname,svname,\nb1,BACKEND,\n\n', delayMs: 10 }
-      : line === 'show info' ? { reply: info(4242), delayMs: 10 } : { reply: '\n', delayMs: 10 }))
-    await client.execute([add(0)])
-    const [process] = await client.execute([cmd.showInfo(), cmd.showStat('b1'), cmd.showInfo(), add(1)])
-    expect(process.pid).toBe(4242)
-    expect(fake.pipelined.map(r => r.line)).toEqual(['show stat b1 -1 -1', 'show info'])
-    expect(fake.lines(1).slice(-4)).toEqual(['show info', 'show stat b1 -1 -1', 'show info', 'add map virt@a.map k1 v1'])
-  })
-
-  it('does not put a connection back while replies to reads sent ahead are still due', async () => {
-    const { fake, client } = await setup(haproxyLike(undefined, line => line === 'show map virt@nope.map'
-      ? { reply: 'Unknown map identifier. Please use #<id> or <file>.\n\n' }
-      : undefined))
-    await client.execute([add(0)])
-    const err = await client.execute([cmd.getMapLookup('virt@nope.map', 'k'), cmd.showInfo()]).catch((e: unknown) => e)
-    expect(err).toBeInstanceOf(RuntimeCommandError)
-    await client.execute([add(1)])
-    expect(fake.lines(2)).toContain('add map virt@a.map k1 v1')
-  })
-})
-
 describe('replies', () => {
   it('gives a sink the reply in pieces as it arrives, and its value is the result', async () => {
     const big = Array.from({ length: 40_000 }, (_, i) => `0x${i.toString(16)} key${i} value${i}`).join('\n')
