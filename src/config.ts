@@ -130,14 +130,15 @@ export const ConfigSchema = z.object({
     })
   }
   // A stop interrupts running operations (src/plugins/shutdown.ts); one may then need a Runtime API call
-  // to end the step in flight and another to put back what it changed, each up to HAPROXY_TIMEOUT_MS.
-  const needed = 2 * env.HAPROXY_TIMEOUT_MS + SHUTDOWN_MARGIN_MS
+  // to end the step in flight and another to put back what it changed, which may first wait for one of
+  // hapctl's connections: three waits of up to HAPROXY_TIMEOUT_MS (src/runtime/client.ts, Deadline).
+  const needed = 3 * env.HAPROXY_TIMEOUT_MS + SHUTDOWN_MARGIN_MS
   if (env.HAPCTL_SHUTDOWN_GRACE_MS !== undefined && env.HAPCTL_SHUTDOWN_GRACE_MS < needed) {
     ctx.addIssue({
       code: 'custom',
       path: ['HAPCTL_SHUTDOWN_GRACE_MS'],
-      message: `${env.HAPCTL_SHUTDOWN_GRACE_MS} ms is too short to put back an operation interrupted by a stop: that may take two Runtime API calls ` +
-        `of up to HAPROXY_TIMEOUT_MS (${env.HAPROXY_TIMEOUT_MS} ms) each, plus ${SHUTDOWN_MARGIN_MS} ms; give at least ${needed} ms`
+      message: `${env.HAPCTL_SHUTDOWN_GRACE_MS} ms is too short to put back an operation interrupted by a stop: that may take two Runtime API calls, ` +
+        `the second after a wait for a connection, three waits of up to HAPROXY_TIMEOUT_MS (${env.HAPROXY_TIMEOUT_MS} ms) each, plus ${SHUTDOWN_MARGIN_MS} ms; give at least ${needed} ms`
     })
   }
 }).transform(env => ({
@@ -160,7 +161,7 @@ export const ConfigSchema = z.object({
   keepAliveTimeoutMs: env.HAPCTL_KEEPALIVE_TIMEOUT_MS,
   lockTimeoutMs: env.HAPCTL_LOCK_TIMEOUT_MS,
   maxLargeBodies: env.HAPCTL_MAX_LARGE_BODIES,
-  shutdownGraceMs: env.HAPCTL_SHUTDOWN_GRACE_MS ?? Math.max(DEFAULT_SHUTDOWN_GRACE_MS, 2 * env.HAPROXY_TIMEOUT_MS + SHUTDOWN_MARGIN_MS),
+  shutdownGraceMs: env.HAPCTL_SHUTDOWN_GRACE_MS ?? Math.max(DEFAULT_SHUTDOWN_GRACE_MS, 3 * env.HAPROXY_TIMEOUT_MS + SHUTDOWN_MARGIN_MS),
   audit: { retentionDays: env.HAPCTL_AUDIT_RETENTION_DAYS, maxEntries: env.HAPCTL_AUDIT_MAX_ENTRIES }
 }))
 

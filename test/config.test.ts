@@ -240,13 +240,13 @@ describe('values that used to slip through', () => {
 
 describe('loadConfig: the shutdown grace', () => {
   it('refuses a grace too short to put back an operation interrupted by a stop, with the minimum', () => {
-    expect(configError({ HAPROXY_TIMEOUT_MS: '5000', HAPCTL_SHUTDOWN_GRACE_MS: '10000' }).issues).toEqual([
-      'HAPCTL_SHUTDOWN_GRACE_MS: 10000 ms is too short to put back an operation interrupted by a stop: that may take two Runtime API calls ' +
-        'of up to HAPROXY_TIMEOUT_MS (5000 ms) each, plus 1000 ms; give at least 11000 ms'
+    expect(configError({ HAPROXY_TIMEOUT_MS: '5000', HAPCTL_SHUTDOWN_GRACE_MS: '15000' }).issues).toEqual([
+      'HAPCTL_SHUTDOWN_GRACE_MS: 15000 ms is too short to put back an operation interrupted by a stop: that may take two Runtime API calls, ' +
+        'the second after a wait for a connection, three waits of up to HAPROXY_TIMEOUT_MS (5000 ms) each, plus 1000 ms; give at least 16000 ms'
     ])
-    expect(loadConfig({ HAPROXY_TIMEOUT_MS: '5000', HAPCTL_SHUTDOWN_GRACE_MS: '11000' }).shutdownGraceMs).toBe(11_000)
+    expect(loadConfig({ HAPROXY_TIMEOUT_MS: '5000', HAPCTL_SHUTDOWN_GRACE_MS: '16000' }).shutdownGraceMs).toBe(16_000)
     // Not given: long enough for the timeout.
     expect(loadConfig({ HAPROXY_TIMEOUT_MS: '5000' }).shutdownGraceMs).toBe(30_000)
-    expect(loadConfig({ HAPROXY_TIMEOUT_MS: '60000' }).shutdownGraceMs).toBe(121_000)
+    expect(loadConfig({ HAPROXY_TIMEOUT_MS: '60000' }).shutdownGraceMs).toBe(181_000)
   })
 })
