@@ -31,6 +31,7 @@ import type { AuditRecord, DesiredStateStore, StoreSync } from '../src/engine/st
 import type { Runtime } from '../src/runtime/client.ts'
 import { setMapEntry } from '../src/runtime/commands/index.ts'
 import { fakeMaps, MAP } from '../test/helpers/fake-maps.ts'
+import { mapPutAuditRecord } from '../test/helpers/audit-record.ts'
 import { fakeRuntime } from '../test/helpers/fake-runtime.ts'
 import { median, pool } from './measure.ts'
 
@@ -53,23 +54,7 @@ let seq = 0
 const KEYS = 500
 
 const meta = { actor: 'api', action: 'update', target: { kind: 'map', id: 'virt@bench.map' } }
-const entry = (i: number, revision: number | null): AuditRecord => ({
-  at: new Date().toISOString(),
-  actor: null,
-  client: '127.0.0.1',
-  requestId: `r${i}`,
-  method: 'PUT',
-  route: '/maps/:map/entries/:key',
-  path: `/maps/virt%40bench.map/entries/k${i % KEYS}`,
-  target: { kind: 'map', id: 'virt@bench.map' },
-  commands: [{ text: `set map virt@bench.map k${i % KEYS} v${i}`, result: 'ok' }],
-  commandsOmitted: 0,
-  outcome: 'applied',
-  status: 200,
-  code: null,
-  revision,
-  durationMs: 0
-})
+const entry = (i: number, revision: number | null): AuditRecord => mapPutAuditRecord('virt@bench.map', i, `k${i % KEYS}`, revision)
 
 /** Microseconds of each fdatasync after a 4 KiB append, in a file next to the stores. */
 function fsyncTimes (n: number): number[] {

@@ -293,7 +293,7 @@ export class RuntimeClient implements Runtime {
         // …unless it came from an old worker a reload has just replaced (it refuses changes to its
         // disabled proxies, "Proxy is disabled."), before the identity poll noticed. The caller (the
         // executor) can then start its operation again: what the old worker did is lost with it.
-        if (err instanceof RuntimeCommandError && reused && this.#persistent && SUSPICIOUS.has(err.kind)) {
+        if (err instanceof RuntimeCommandError && reused && SUSPICIOUS.has(err.kind)) {
           const process = await this.#stopping(conn, deadline)
           healthy = process === 'current'
           if (process === 'stopping') throw new RuntimeStaleProcessError(err)
@@ -359,7 +359,7 @@ export class RuntimeClient implements Runtime {
   async close (): Promise<void> {
     this.#closed = true
     this.#unsubscribe?.()
-    for (const c of this.#pooled) c.destroy()
+    // Every socket, pooled or not, is counted until it closes.
     for (const s of this.#counted) s.destroy()
     for (const w of this.#waiting.splice(0)) w.grant(new RuntimeUnavailableError(this.endpoint, 'the client is closed'))
   }
@@ -499,11 +499,8 @@ export class RuntimeClient implements Runtime {
     }
     // A new connection takes the slot of the idle one used least recently, once it is closed: the
     // limit counts a socket until its close, so HAProxy never sees one more than allowed.
-    const idle = this.#idle.shift()
-    if (idle !== undefined) {
-      clearTimeout(idle.idleTimer)
-      idle.end()
-    }
+    const idle = this.#idle[0]
+    if (idle !== undefined) this.#discard(idle)
     return undefined
   }
 

@@ -12,27 +12,12 @@ import { writeSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SqliteStore } from '../../../src/engine/store/sqlite.ts'
 import type { AuditRecord } from '../../../src/engine/store/types.ts'
+import { mapPutAuditRecord } from '../../helpers/audit-record.ts'
 
 const [file, mode, count] = process.argv.slice(2) as [string, string, string | undefined]
 const say = (line: string): void => { writeSync(1, `${line}\n`) }
 const meta = (i: number) => ({ actor: 'api', action: 'update', target: { kind: 'map', id: 'virt@m' }, requestId: `r${i}` })
-const entry = (i: number, revision: number | null): AuditRecord => ({
-  at: new Date().toISOString(),
-  actor: null,
-  client: '127.0.0.1',
-  requestId: `r${i}`,
-  method: 'PUT',
-  route: '/maps/:map/entries/:key',
-  path: `/maps/virt@m/entries/k${i}`,
-  target: { kind: 'map', id: 'virt@m' },
-  commands: [{ text: `set map virt@m k${i} v${i}`, result: 'ok' }],
-  commandsOmitted: 0,
-  outcome: 'applied',
-  status: 200,
-  code: null,
-  revision,
-  durationMs: 1
-})
+const entry = (i: number, revision: number | null): AuditRecord => mapPutAuditRecord('virt@m', i, `k${i}`, revision)
 
 const store = await SqliteStore.open(file)
 await store.commit([{ op: 'map.replace', name: 'virt@m', entries: [] }], meta(0))
