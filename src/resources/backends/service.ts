@@ -69,10 +69,10 @@ export function createBackendSteps (b: DesiredBackend, deps: { executor: Executo
       const [info, result] = opts.process === undefined ? results : [opts.process(), results[0]]
       if (info === undefined) throw new Error('the process that has the backend is unknown')
       const { dynamicServers, note } = result as cmd.AddBackendResult
-      identity.observe(info as ProcessInfo)
+      const here = processOf(info as ProcessInfo, identity)
       deps.created.set(b.name, { from: b.from, noDynamicServers: dynamicServers ? undefined : (note ?? 'static load-balancing algorithm') })
-      await executor.store.setCreatedIn(b.name, processIdOf(info as ProcessInfo))
-      opts.createdIn?.(processIdOf(info as ProcessInfo))
+      await executor.store.setCreatedIn(b.name, here)
+      opts.createdIn?.(here)
     },
     // It may exist now: note the process it would be in, so that it is not taken for a backend of the configuration.
     onInDoubt: async () => { if (identity.current !== undefined) await executor.store.setCreatedIn(b.name, identity.current) },

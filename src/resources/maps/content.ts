@@ -113,11 +113,14 @@ export function assertUniqueKeys (keys: readonly string[], field: string): void 
     if (seen.has(k)) dups.push(k)
     seen.add(k)
   }
-  if (dups.length > 0) {
-    const shown = [...new Set(dups)].slice(0, MAX_REPORTED_ERRORS)
-    throw new OperationError('DUPLICATE_KEYS', `${field} gives ${dups.length} duplicate key(s): ${shown.join(', ')}`,
-      { errors: shown.map(k => ({ field, message: `duplicate key '${k}'` })) })
-  }
+  if (dups.length > 0) refuseDuplicates(dups, field)
+}
+
+/** `dups`: every occurrence of a key after its first. */
+function refuseDuplicates (dups: readonly string[], field: string): never {
+  const shown = [...new Set(dups)].slice(0, MAX_REPORTED_ERRORS)
+  throw new OperationError('DUPLICATE_KEYS', `${field} gives ${dups.length} duplicate key(s): ${shown.join(', ')}`,
+    { errors: shown.map(k => ({ field, message: `duplicate key '${k}'` })) })
 }
 
 /** Refuses, before anything is sent, what HAProxy could not store exactly. */
@@ -148,14 +151,12 @@ export function checkContent (entries: readonly MapEntry[]): void {
     if (seen.has(e.key)) (dups ??= []).push(e.key)
     else seen.add(e.key)
   }
-  // Each duplicated key once, then every later occurrence: the same count and list as all the keys give.
-  if (dups !== undefined) assertUniqueKeys([...new Set(dups), ...dups], 'body')
+  if (dups !== undefined) refuseDuplicates(dups, 'body')
 }
 
 /** Checks a PATCH body: each key and value storable, each key once. */
 export function checkChanges (changes: readonly MapChange[]): void {
-  checkEntries(changes.map(c => ({ key: c.key, value: 'delete' in c ? 'x' : c.value })))
-  assertUniqueKeys(changes.map(c => c.key), 'body')
+  checkContent(changes.map(c => ({ key: c.key, value: 'delete' in c ? 'x' : c.value })))
 }
 
 /**

@@ -32,7 +32,7 @@ function own (s: string): string {
   return s.length < 13 ? s : Buffer.from(s, 'utf8').toString('utf8')
 }
 
-export type StreamedPage = { items: MapEntry[], next?: string, etag: string } | { stale: true, etag: string }
+export type StreamedPage = EntryPage | { stale: true, etag: string }
 
 /**
  * One page, from entries given one at a time: the entries after the cursor's
@@ -71,7 +71,6 @@ export function pageVisitor (opts: { limit: number, cursor?: Cursor | undefined,
         if (cursor.i > 0 && positionHolds) start = cursor.i
         else if (keyAt !== -1) { start = keyAt + 1; items = afterKey } else return { stale: true, etag }
       }
-      if (start >= index) items = []
       const end = start + items.length
       const last = items[items.length - 1]
       return end < index && last !== undefined ? { items, next: encodeCursor({ i: end, k: last.key }), etag } : { items, etag }

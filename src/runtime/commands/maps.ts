@@ -189,20 +189,6 @@ function collectEntries (): MapEntryVisitor<MapEntry[]> {
   return { entry: (key, value) => { entries.push({ key, value }) }, end: () => entries }
 }
 
-/** A whole `show map [@<ver>] <map>` reply as a list of entries (see entriesSink). */
-export function parseShowMapEntries (reply: string): MapEntry[] {
-  const s = entriesSink('show map', 'show map', collectEntries())
-  s.write(reply)
-  return s.end()
-}
-
-/** Number of entries in a whole `show map` dump, without building them. */
-export function countShowMapEntries (reply: string): number {
-  const s = countSink('show map', 'show map')
-  s.write(reply)
-  return s.end()
-}
-
 /** Counts the lines that start an entry (`0x…`); nothing else is kept. */
 function countSink (verb: string, text: string): ReplySink<number> {
   let n = 0
@@ -227,8 +213,7 @@ export function showMaps (): Command<MapInfo[]> {
  * one. An unknown version answers like an empty map.
  */
 export function showMapEntries (map: string, version?: number): Command<MapEntry[]> {
-  const text = showMapText(map, version)
-  return sinkCommand('show map', text, () => entriesSink('show map', text, collectEntries()))
+  return scanMapEntries(map, collectEntries, version)
 }
 
 /**
