@@ -121,18 +121,18 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   // only while their process is this one.
   const identity = new ProcessIdentity()
   /** A Runtime API client with its own connections, closed with the app. */
-  const newClient = (bindings: Record<string, string>, pool?: { identity: ProcessIdentity }): Runtime => new RuntimeClient({
+  const newClient = (bindings: Record<string, string>, keep = false): Runtime => new RuntimeClient({
     endpoint: config.runtimeApi,
     timeoutMs: config.runtimeTimeoutMs,
     maxConnections: config.runtimeMaxConnections,
-    persistent: pool !== undefined,
-    identity: pool?.identity,
+    persistent: keep,
+    identity: keep ? identity : undefined,
     logger: app.log.child({ module: 'runtime', ...bindings })
   })
   // The API's requests reuse connections (a pool checked against the process identity); the
   // reconciler opens a new one per call, so that its identity poll always reaches the process that
   // owns the socket now, never an old worker a kept connection would still talk to.
-  const client = deps.runtime ?? newClient({}, config.runtimeKeepConnections ? { identity } : undefined)
+  const client = deps.runtime ?? newClient({}, config.runtimeKeepConnections)
   app.addHook('onClose', async () => { await client.close() })
 
   // Auth first: its onRoute hook sees every route (the documentation's too) and checks it has a scope.

@@ -48,6 +48,12 @@ export function isLoopback (host: string): boolean {
 const SHUTDOWN_MARGIN_MS = 1000
 /** The shutdown grace when none is given, unless HAPROXY_TIMEOUT_MS needs a longer one (see the check below). */
 const DEFAULT_SHUTDOWN_GRACE_MS = 30_000
+/**
+ * The shortest grace that lets an operation interrupted by a stop be put back: a Runtime API call to
+ * end the step in flight, then one to put back what it changed after a wait for a connection, three
+ * waits of up to HAPROXY_TIMEOUT_MS (src/runtime/client.ts, Deadline), and the margin.
+ */
+const minShutdownGraceMs = (runtimeTimeoutMs: number): number => 3 * runtimeTimeoutMs + SHUTDOWN_MARGIN_MS
 
 export const ConfigSchema = z.object({
   HAPROXY_RUNTIME_API: EndpointSchema.prefault('tcp://127.0.0.1:9999'),
@@ -129,10 +135,8 @@ export const ConfigSchema = z.object({
       message: `${env.HAPCTL_HEADERS_TIMEOUT_MS} ms is longer than HAPCTL_REQUEST_TIMEOUT_MS (${env.HAPCTL_REQUEST_TIMEOUT_MS} ms), which includes the headers`
     })
   }
-  // A stop interrupts running operations (src/plugins/shutdown.ts); one may then need a Runtime API call
-  // to end the step in flight and another to put back what it changed, which may first wait for one of
-  // hapctl's connections: three waits of up to HAPROXY_TIMEOUT_MS (src/runtime/client.ts, Deadline).
-  const needed = 3 * env.HAPROXY_TIMEOUT_MS + SHUTDOWN_MARGIN_MS
+  // A stop interrupts running operations (src/plugins/shutdown.ts), which then need time to be put back.
+  const needed = minShutdownGraceMs(env.HAPROXY_TIMEOUT_MS)
   if (env.HAPCTL_SHUTDOWN_GRACE_MS !== undefined && env.HAPCTL_SHUTDOWN_GRACE_MS < needed) {
     ctx.addIssue({
       code: 'custom',
@@ -161,7 +165,7 @@ export const ConfigSchema = z.object({
   keepAliveTimeoutMs: env.HAPCTL_KEEPALIVE_TIMEOUT_MS,
   lockTimeoutMs: env.HAPCTL_LOCK_TIMEOUT_MS,
   maxLargeBodies: env.HAPCTL_MAX_LARGE_BODIES,
-  shutdownGraceMs: env.HAPCTL_SHUTDOWN_GRACE_MS ?? Math.max(DEFAULT_SHUTDOWN_GRACE_MS, 3 * env.HAPROXY_TIMEOUT_MS + SHUTDOWN_MARGIN_MS),
+  shutdownGraceMs: env.HAPCTL_SHUTDOWN_GRACE_MS ?? Math.max(DEFAULT_SHUTDOWN_GRACE_MS, minShutdownGraceMs(env.HAPROXY_TIMEOUT_MS)),
   audit: { retentionDays: env.HAPCTL_AUDIT_RETENTION_DAYS, maxEntries: env.HAPCTL_AUDIT_MAX_ENTRIES }
 }))
 

@@ -25,9 +25,6 @@ export const API_TOKEN_NAME = 'api-token'
 /** A token's name, as logs and the audit trail show it. */
 export const TOKEN_NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.@:-]{0,63}$/
 
-/** Tokens the mint script hands out are 32 random bytes; shorter secrets are refused there. */
-export const MIN_TOKEN_LENGTH = 32
-
 type Entry = Principal & { readonly digest: Buffer }
 
 /** `sha256:<hex>` of a token, as the tokens file stores it. */

@@ -55,7 +55,7 @@ function once (fn: () => void): () => void {
   return () => { if (!done) { done = true; fn() } }
 }
 
-export function registerLargeBodies (app: FastifyInstance, opts: { max: number, waitMs: number }): Slots {
+export function registerLargeBodies (app: FastifyInstance, opts: { max: number, waitMs: number }): void {
   const slots = new Slots(opts.max)
   app.addHook('onRequest', async function (request, reply) {
     // Only routes that accept a large body at all; others refuse it with 413 before reading it.
@@ -73,5 +73,4 @@ export function registerLargeBodies (app: FastifyInstance, opts: { max: number, 
     // Freed when the answer is sent, or when the client goes away first.
     reply.raw.once('close', release)
   })
-  return slots
 }

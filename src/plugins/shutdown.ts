@@ -21,7 +21,7 @@ export function registerShutdown (app: FastifyInstance, deps: { executor: Execut
   // with Retry-After, not Fastify's own 503 body (app.ts turns return503OnClosing off for this).
   app.addHook('onRequest', async (request, reply) => {
     if (!executor.closing) return
-    reply.header('connection', 'close')
+    // (The onSend hook below closes its connection.)
     return sendProblem(reply, request, ApiError.of('SHUTTING_DOWN', 'hapctl is stopping and takes no new request; retry once it is back'))
   })
   app.addHook('preClose', async () => {

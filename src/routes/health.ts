@@ -5,7 +5,7 @@ import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { z } from 'zod'
 import type { Runtime } from '../runtime/client.ts'
 import { showInfo } from '../runtime/commands/index.ts'
-import { ProblemSchema } from '../schemas/common.ts'
+import { ProblemSchema, RUNTIME_PROBLEMS } from '../schemas/common.ts'
 import { OperationError } from '../engine/outcomes.ts'
 
 const HealthSchema = z.object({ status: z.literal('ok') }).meta({ id: 'Health' })
@@ -43,7 +43,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ runtime: Runtime }> = async f
       summary: 'HAProxy answers on its Runtime API',
       description: 'Sends `show info` to HAProxy. 503 when HAProxy cannot be reached or the process answering is stopping after a reload, 504 when it does not answer in time.',
       operationId: 'getReady',
-      response: { 200: ReadySchema, 401: ProblemSchema, 403: ProblemSchema, 502: ProblemSchema, 503: ProblemSchema, 504: ProblemSchema }
+      response: { 200: ReadySchema, ...RUNTIME_PROBLEMS }
     }
   }, async function () {
     const [info] = await opts.runtime.execute([showInfo()])
