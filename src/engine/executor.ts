@@ -20,7 +20,7 @@ import { RuntimeAbortedError, RuntimeStaleProcessError } from '../runtime/errors
 import type { DesiredStateStore } from './store/types.ts'
 import type { Plan, Step, StepContext, Target } from './plan.ts'
 import { KeyedLock, LockTimeoutError } from './locks.ts'
-import { OperationError, isVerdictless, rejectionOf, toOperationError } from './outcomes.ts'
+import { OperationError, isVerdictless, rejectionOf, runtimeErrorOf, toOperationError } from './outcomes.ts'
 import type { FailureOutcome } from './outcomes.ts'
 import type { Logger } from '../logger.ts'
 
@@ -179,7 +179,7 @@ export class Executor {
           try {
             plan = await build(ctx)
           } catch (err) {
-            if (attempt === 1 && staleProcessOf(err) !== undefined) throw new StartAgain(err)
+            if (attempt === 1 && runtimeErrorOf(err, RuntimeStaleProcessError) !== undefined) throw new StartAgain(err)
             // Nothing was applied: a planner only reads. Say so, as every failed write does.
             const error = toOperationError(err)
             throw error.outcome !== undefined ? error : error.extend({ outcome: 'refused', state: refusedState(opts.target) })
@@ -231,7 +231,7 @@ export class Executor {
       try {
         results = await this.#applyBatch(ctx, batch)
       } catch (err) {
-        if (restartable && staleProcessOf(err) !== undefined) throw new StartAgain(err)
+        if (restartable && runtimeErrorOf(err, RuntimeStaleProcessError) !== undefined) throw new StartAgain(err)
         const { done, failed, inDoubt } = whereItStopped(batch, err)
         applied.push(...done)
         return this.#fail(undoCtx, plan, opts, applied, failed, inDoubt, err)
@@ -419,7 +419,8 @@ function batches (steps: readonly Step[], undo = false): Step[][] {
 function whereItStopped (batch: readonly Step[], err: unknown, undo = false): { done: Step[], failed: Step, inDoubt: Step[] } {
   const first = batch[0] as Step
   const refusal = rejectionOf(err)
-  const interrupted = interruptionOf(err)
+  // A wait a shutdown interrupted: the commands before its index ran.
+  const interrupted = runtimeErrorOf(err, RuntimeAbortedError)
   // A step that only reads or waits leaves nothing in doubt, whatever ended it.
   const harmless = !undo && batch.length === 1 && first.apply !== undefined && first.changesNothing === true
   if (refusal !== undefined || interrupted !== undefined || harmless || !isVerdictless(err)) {
@@ -444,20 +445,6 @@ class StartAgain extends Error {
   constructor (cause: unknown) {
     super('start the operation again', { cause })
   }
-}
-
-/** The stale-process error inside `err` (a kept connection reached an old worker), if there is one. */
-function staleProcessOf (err: unknown): RuntimeStaleProcessError | undefined {
-  if (err instanceof RuntimeStaleProcessError) return err
-  if (err instanceof OperationError && err.cause instanceof RuntimeStaleProcessError) return err.cause
-  return undefined
-}
-
-/** The wait a shutdown interrupted inside `err` (the commands before its index ran), if one did. */
-function interruptionOf (err: unknown): RuntimeAbortedError | undefined {
-  if (err instanceof RuntimeAbortedError) return err
-  if (err instanceof OperationError && err.cause instanceof RuntimeAbortedError) return err.cause
-  return undefined
 }
 
 const NEVER = new AbortController().signal

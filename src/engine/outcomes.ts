@@ -182,11 +182,16 @@ export function toOperationError (err: unknown): OperationError {
   return new OperationError('INTERNAL', err instanceof Error ? err.message : String(err), { cause: err })
 }
 
+/** The runtime error of `type` inside `err`: `err` itself, or the cause of an OperationError. */
+export function runtimeErrorOf<E> (err: unknown, type: abstract new (...args: never[]) => E): E | undefined {
+  if (err instanceof type) return err
+  if (err instanceof OperationError && err.cause instanceof type) return err.cause
+  return undefined
+}
+
 /** The HAProxy refusal inside `err`, if HAProxy refused something. */
 export function rejectionOf (err: unknown): RuntimeCommandError | undefined {
-  if (err instanceof RuntimeCommandError) return err
-  if (err instanceof OperationError && err.cause instanceof RuntimeCommandError) return err.cause
-  return undefined
+  return runtimeErrorOf(err, RuntimeCommandError)
 }
 
 /**

@@ -3,7 +3,7 @@
  */
 import { z } from 'zod'
 import { AUDIT_PAGE_MAX } from '../engine/store/audit.ts'
-import { AUDIT_OUTCOMES } from '../engine/store/types.ts'
+import { AUDIT_COMMAND_RESULTS, AUDIT_OUTCOMES } from '../engine/store/types.ts'
 
 export const AUDIT_TARGET_PATTERN = /^(backend|server|map):(.+)$/
 
@@ -18,7 +18,7 @@ export const AuditQuerySchema = z.object({
 
 const AuditCommandSchema = z.object({
   text: z.string().describe('The command line exactly as sent (past 1 KiB: its first 1 KiB, then its size)'),
-  result: z.enum(['ok', 'refused', 'unknown', 'interrupted']).describe('ok: HAProxy accepted it; refused: HAProxy refused it (nothing after it was sent); unknown: no verdict came (timeout, cut connection); interrupted: a `wait` hapctl cut short (on shutdown; nothing after it was sent)'),
+  result: z.enum(AUDIT_COMMAND_RESULTS).describe('ok: HAProxy accepted it; refused: HAProxy refused it (nothing after it was sent); unknown: no verdict came (timeout, cut connection); interrupted: a `wait` hapctl cut short (on shutdown; nothing after it was sent)'),
   payload: z.object({
     lines: z.number().int(),
     bytes: z.number().int(),

@@ -225,7 +225,7 @@ export class MemoryStore implements DesiredStateStore {
       (q.until === undefined || e.at < q.until) &&
       (q.after === undefined || newestFirst(q.after, e) < 0)
     ).sort(newestFirst)
-    return pageOf(matching.slice(0, q.limit + 1), q.limit)
+    return pageOf(matching, q.limit)
   }
 
   async pruneAudit (limits: AuditPruneLimits): Promise<number> {

@@ -117,14 +117,16 @@ export type RevisionRecord = CommitMeta & {
   readonly changes: readonly unknown[]
 }
 
+export type AuditPruneLimits = { readonly olderThan: Date, readonly maxEntries: number, readonly maxUnauthenticated?: number | undefined }
+
 /**
  * How one Runtime API command of an audited write went: `ok` (HAProxy accepted it), `refused`
  * (HAProxy answered with a refusal; the commands after it were not sent), `unknown` (it went out, or
- * may have, and no verdict came: a timeout or a cut connection).
+ * may have, and no verdict came: a timeout or a cut connection), `interrupted` (a `wait` cut short).
+ * The one list: the audit schema derives its own from it.
  */
-export type AuditPruneLimits = { readonly olderThan: Date, readonly maxEntries: number, readonly maxUnauthenticated?: number | undefined }
-
-export type AuditCommandResult = 'ok' | 'refused' | 'unknown' | 'interrupted'
+export const AUDIT_COMMAND_RESULTS = ['ok', 'refused', 'unknown', 'interrupted'] as const
+export type AuditCommandResult = typeof AUDIT_COMMAND_RESULTS[number]
 
 /** One command as the audit trail keeps it: its text exactly as sent, a payload summarised. */
 export type AuditCommand = {
