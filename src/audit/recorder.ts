@@ -15,6 +15,7 @@
  * bodies) and appended again with the next group, up to MAX_RETAINED.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
+import { GroupCommit } from '../engine/store/group-commit.ts'
 import type { AuditCommand, AuditOutcome, AuditRecord, DesiredStateStore } from '../engine/store/types.ts'
 import { MAX_COMMANDS_PER_ENTRY, targetOfCommand } from './commands.ts'
 import type { CommandSink } from './recording-runtime.ts'
@@ -62,12 +63,16 @@ const PRUNE_EVERY = 1000
 /** Entries kept in memory for another try when appends fail; older ones are dropped (and were logged). */
 const MAX_RETAINED = 10_000
 
-type Batch = { entries: AuditRecord[], done: Promise<void> }
-
 export class AuditRecorder {
   readonly context = new AsyncLocalStorage<AuditContext>()
   readonly #o: AuditRecorderOptions
-  #open: Batch | undefined
+  /** The entries decided in one turn of the event loop (or while the previous group is written) go in one append. */
+  readonly #group = new GroupCommit<AuditRecord, void>(async entries => {
+    await this.#write(entries)
+    return entries.map(() => ({ ok: true, value: undefined }))
+  })
+
+  /** Prunes, one after another. */
   #chain: Promise<void> = Promise.resolve()
   #retry: AuditRecord[] = []
   #sincePrune = 0
@@ -114,18 +119,7 @@ export class AuditRecorder {
 
   /** Queues the entry and resolves once it is in the store (or its append failed and was logged). */
   async record (entry: AuditRecord): Promise<void> {
-    let batch = this.#open
-    if (batch === undefined) {
-      const entries: AuditRecord[] = []
-      const created: Batch = { entries, done: Promise.resolve() }
-      // setImmediate: the replies decided in this turn of the event loop join the group.
-      created.done = this.#chain = this.#chain
-        .then(async () => await new Promise<void>(resolve => setImmediate(resolve)))
-        .then(async () => await this.#write(created))
-      this.#open = batch = created
-    }
-    batch.entries.push(entry)
-    await batch.done
+    await this.#group.submit(entry)
   }
 
   /** Prunes now, then periodically. */
@@ -140,15 +134,12 @@ export class AuditRecorder {
   async close (): Promise<void> {
     clearInterval(this.#timer)
     this.#timer = undefined
-    // A write can queue a prune behind itself: wait until nothing more was queued.
-    let last: Promise<void> | undefined
-    while (last !== this.#chain) {
-      last = this.#chain
-      await last
-    }
+    await this.#group.drain()
+    // A prune the last write asked for.
+    await this.#chain
   }
 
-  /** Deletes entries older than the retention and the oldest beyond maxEntries (queued behind appends). */
+  /** Deletes entries older than the retention and the oldest beyond maxEntries (one prune at a time). */
   prune (): void {
     this.#chain = this.#chain.then(async () => {
       this.#sincePrune = 0
@@ -162,16 +153,16 @@ export class AuditRecorder {
     })
   }
 
-  async #write (batch: Batch): Promise<void> {
-    if (this.#open === batch) this.#open = undefined
-    const entries = [...this.#retry, ...batch.entries]
+  /** Never rejects: a failed append is logged and its entries are tried again with the next. */
+  async #write (batch: readonly AuditRecord[]): Promise<void> {
+    const entries = [...this.#retry, ...batch]
     try {
       await this.#o.store.appendAudit(entries)
       this.#retry = []
       this.#sincePrune += entries.length
     } catch (err) {
       this.#failures++
-      this.#o.logger?.error({ err, entries: batch.entries }, 'could not store audit entries; they are in this log and will be tried again')
+      this.#o.logger?.error({ err, entries: batch }, 'could not store audit entries; they are in this log and will be tried again')
       this.#retry = entries.slice(-MAX_RETAINED)
     }
     if (this.#sincePrune >= PRUNE_EVERY) this.prune()
