@@ -132,6 +132,11 @@ const FLOW_GRACE_MS = 1000
  */
 const SUSPICIOUS: ReadonlySet<string> = new Set(['rejected', 'conflict', 'invalid', 'forbidden', 'unsupported'])
 
+/** A command that only reads (`show …`): sending it again cannot change anything. */
+function isRead (command: Command<unknown> | undefined): boolean {
+  return command !== undefined && command.verb.startsWith('show ')
+}
+
 /**
  * A pooled connection unused for longer is asked its process (`show info`) before it is used: a
  * reload during the pause would otherwise send the call to the old worker. Connections in steady use
@@ -280,29 +285,46 @@ export class RuntimeClient implements Runtime {
     const extra = commands.reduce((sum, c) => sum + (c.extraTimeMs ?? 0), 0)
     const verbs = commands.map(c => c.verb)
     return this.#call(verbs, (options.timeoutMs ?? this.#timeoutMs) + extra, async (deadline) => {
-      const conn = await this.#connection(deadline)
-      const reused = ++conn.uses > 1
-      let healthy = false
-      try {
-        const results = await this.#converse(conn, commands, deadline, options.signal)
-        healthy = true
-        return results as Results<C>
-      } catch (err) {
-        // A refusal leaves the connection as it was: the reply was read whole, the next command is ours.
-        healthy = err instanceof RuntimeCommandError
-        // …unless it came from an old worker a reload has just replaced (it refuses changes to its
-        // disabled proxies, "Proxy is disabled."), before the identity poll noticed. The caller (the
-        // executor) can then start its operation again: what the old worker did is lost with it.
-        if (err instanceof RuntimeCommandError && reused && SUSPICIOUS.has(err.kind)) {
-          const process = await this.#stopping(conn, deadline)
-          healthy = process === 'current'
-          if (process === 'stopping') throw new RuntimeStaleProcessError(err)
+      for (let attempt = 1; ; attempt++) {
+        const conn = await this.#connection(deadline)
+        const reused = ++conn.uses > 1
+        const dataBefore = conn.lastDataAt
+        try {
+          return await this.#attempt(conn, reused, commands, deadline, options.signal)
+        } catch (err) {
+          // A kept connection HAProxy closed while it sat idle (`shutdown session`, a CLI timeout) can
+          // be picked before its close reaches us: the first command then meets a closed connection and
+          // gets no byte back. When that command only reads (`show …`), nothing can have changed, and
+          // it is sent again once on a new connection; a write's outcome stays unknown and is reported.
+          const unanswered = err instanceof RuntimeProtocolError && err.position?.done === 0 && conn.lastDataAt === dataBefore
+          if (attempt === 1 && reused && unanswered && isRead(commands[0])) continue
+          throw err
         }
-        throw err
-      } finally {
-        this.#done(conn, healthy)
       }
     })
+  }
+
+  async #attempt<const C extends readonly Command<unknown>[]> (conn: Connection, reused: boolean, commands: C, deadline: Deadline, signal: AbortSignal | undefined): Promise<Results<C>> {
+    let healthy = false
+    try {
+      const results = await this.#converse(conn, commands, deadline, signal)
+      healthy = true
+      return results as Results<C>
+    } catch (err) {
+      // A refusal leaves the connection as it was: the reply was read whole, the next command is ours.
+      healthy = err instanceof RuntimeCommandError
+      // …unless it came from an old worker a reload has just replaced (it refuses changes to its
+      // disabled proxies, "Proxy is disabled."), before the identity poll noticed. The caller (the
+      // executor) can then start its operation again: what the old worker did is lost with it.
+      if (err instanceof RuntimeCommandError && reused && SUSPICIOUS.has(err.kind)) {
+        const process = await this.#stopping(conn, deadline)
+        healthy = process === 'current'
+        if (process === 'stopping') throw new RuntimeStaleProcessError(err)
+      }
+      throw err
+    } finally {
+      this.#done(conn, healthy)
+    }
   }
 
   /**

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { RuntimeClient } from '../../src/runtime/client.ts'
 import * as cmd from '../../src/runtime/commands/index.ts'
 import type { Command, ReplySink } from '../../src/runtime/commands/index.ts'
-import { RuntimeCommandError, RuntimeStaleProcessError, RuntimeTimeoutError, RuntimeUnavailableError } from '../../src/runtime/errors.ts'
+import { RuntimeCommandError, RuntimeProtocolError, RuntimeStaleProcessError, RuntimeTimeoutError, RuntimeUnavailableError } from '../../src/runtime/errors.ts'
 import { ProcessIdentity } from '../../src/engine/identity.ts'
 import { parseShowInfo } from '../../src/runtime/parsers.ts'
 import { startFakeHaproxy } from '../helpers/fake-haproxy.ts'
@@ -177,6 +177,27 @@ describe('a pool of persistent connections', () => {
     expect(fake.lines(2)).toContain('add map virt@a.map k2 v2')
   })
 
+  it('sends a read again on a new connection when a kept one closes before answering it (its close not seen yet); a write is reported, not resent', async () => {
+    // Connection 1 closes, without a byte, on the first command of its second call, as a connection
+    // cut by `shutdown session` just before it is picked does.
+    const closeOnce = (line: string, at: { conn: number, index: number }): { close: true } | undefined =>
+      at.conn === 1 && (line.startsWith('show map') || line.startsWith('add map virt@a.map k9')) ? { close: true } : undefined
+    const { fake, client } = await setup(haproxyLike(undefined, closeOnce))
+    await client.execute([add(1)])
+    const [listing] = await client.execute([cmd.showMapEntries('virt@a.map')] as const)
+    expect(listing).toEqual([])
+    expect(fake.connections).toBe(2)
+    expect(fake.lines(1)).toContain('show map virt@a.map')
+    expect(fake.lines(2)).toContain('show map virt@a.map')
+
+    // The same for a write: its outcome is unknown, so the error reaches the caller.
+    const second = await setup(haproxyLike(undefined, closeOnce))
+    await second.client.execute([add(1)])
+    const lost = await second.client.execute([add(9)]).catch((e: unknown) => e)
+    expect(lost).toBeInstanceOf(RuntimeProtocolError)
+    expect(second.fake.connections).toBe(1)
+  })
+
   it('keeps a connection after a refusal, and closes it after a timeout', async () => {
     const { fake, client } = await setup(haproxyLike(undefined, line => line.startsWith('set map') ? { stall: true } : undefined), { timeoutMs: 300 })
     const refused = await client.execute([cmd.getMapLookup('virt@nope.map', 'k')]).catch((e: unknown) => e)
@@ -226,8 +247,8 @@ describe('a pool of persistent connections', () => {
     const { fake, client } = await setup(haproxyLike(), { idleMs: 100 })
     await client.execute([add(1)])
     expect(fake.open).toBe(1)
-    await waitFor(() => fake.open === 0, 2000)
-    expect(client.stats.open).toBe(0)
+    // Both sides see the close, hapctl's a moment after the fake's.
+    await waitFor(() => fake.open === 0 && client.stats.open === 0, 2000)
     await client.execute([add(2)])
     expect(fake.connections).toBe(2)
   })
