@@ -84,7 +84,9 @@ async function snapshot (): Promise<Map<string, string>> {
   for (const l of stat) {
     const c = l.split(',')
     const key = `backend:${c[0] as string}`
-    const flags = ['UNPUB', 'MAINT', 'DRAIN'].filter(w => (c[17] ?? '').includes(w)).join('+')
+    // Not DRAIN: `show stat` says it only while a draining server is up, which its health decides at
+    // any moment; the drain itself is the admin state in `show servers state` above.
+    const flags = ['UNPUB', 'MAINT'].filter(w => (c[17] ?? '').includes(w)).join('+')
     out.set(key, (out.get(key) ?? '') + `${c[1] as string} ${flags}\n`)
   }
   for (const line of (await h.cli('show map')).split('\n')) {
