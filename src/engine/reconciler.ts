@@ -54,6 +54,11 @@ export type ReconcileReport = {
   phasesMs: Record<string, number>
 }
 
+/** A pass of the reconciler beginning or ending. */
+export type PassEvent =
+  | { readonly phase: 'started', readonly reason: string, readonly startedAt: string }
+  | { readonly phase: 'finished', readonly report: ReconcileReport }
+
 export type ReconcilerLogger = Logger<'info' | 'warn' | 'debug'>
 
 export type ReconcilerOptions = {
@@ -91,6 +96,7 @@ export class Reconciler {
    * reconciler removes only servers of its own backends otherwise, so it finishes these here.
    */
   readonly #unsettledRemovals = new Map<string, { backend: string, name: string, process: string }>()
+  readonly #passListeners = new Set<(event: PassEvent) => void>()
 
   constructor (opts: ReconcilerOptions) {
     this.#o = opts
@@ -110,6 +116,22 @@ export class Reconciler {
       }
       this.kick(`outcome of ${event.plan.action} ${event.plan.target.kind} '${event.plan.target.id}' unknown`)
     })
+  }
+
+  /** Called when a pass starts and when it finishes (the watch stream's `reconcile` events). */
+  onPass (listener: (event: PassEvent) => void): () => void {
+    this.#passListeners.add(listener)
+    return () => this.#passListeners.delete(listener)
+  }
+
+  #emit (event: PassEvent): void {
+    for (const l of this.#passListeners) {
+      try {
+        l(event)
+      } catch (err) {
+        this.#o.logger?.warn({ err }, 'a listener of reconciler passes failed')
+      }
+    }
   }
 
   /** Starts the loops and the first pass (not awaited: HAProxy may be down at start). */
@@ -206,6 +228,7 @@ export class Reconciler {
     const startedAt = new Date(started).toISOString()
     const report: ReconcileReport = { reason, startedAt, durationMs: 0, process: undefined, revision: 0, reapplied: [], failed: [], drift: [], phasesMs: {} }
     let again = false
+    this.#emit({ phase: 'started', reason, startedAt })
     try {
       let t0 = performance.now()
       const desired = await this.#o.executor.store.load()
@@ -232,6 +255,7 @@ export class Reconciler {
     this.#passes++
     this.#failures = report.failed.length > 0 ? this.#failures + 1 : 0
     this.#last = report
+    this.#emit({ phase: 'finished', report })
     const log = this.#o.logger
     // The same failures pass after pass (HAProxy down, a conflict that persists) are said once, at
     // warn, and then only at debug until they change: retries must not flood the log.
