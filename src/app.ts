@@ -26,6 +26,8 @@ import { mapRoutes } from './routes/maps.ts'
 import { serverRoutes } from './routes/servers.ts'
 import { statusRoutes } from './routes/status.ts'
 import { auditRoutes } from './routes/audit.ts'
+import { stateRoutes } from './routes/state.ts'
+import { StateService } from './resources/state/service.ts'
 import { AuditRecorder } from './audit/recorder.ts'
 import { registerAuditHooks } from './audit/http.ts'
 import { recordingRuntime } from './audit/recording-runtime.ts'
@@ -193,5 +195,6 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   await app.register(backendRoutes, { prefix: '/backends', backends })
   await app.register(mapRoutes, { prefix: '/maps', maps })
   await app.register(serverRoutes, { prefix: '/backends/:backend/servers', servers })
+  await app.register(stateRoutes, { prefix: '/state', state: new StateService({ runtime, executor, identity, created: backends.created }) })
   return app
 }

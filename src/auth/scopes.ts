@@ -18,6 +18,10 @@ export const SCOPE_OF: Readonly<Record<string, Requirement>> = {
   getReady: 'read',
   getStatus: 'read',
   listAudit: 'read',
+  getState: 'read',
+  // A whole document changes backends, servers and maps alike.
+  replaceState: 'admin',
+  patchState: 'admin',
   listBackends: 'read',
   getBackend: 'read',
   createBackend: 'backends:write',

@@ -66,6 +66,9 @@ export type RunOptions = {
   readonly runtime?: Runtime | undefined
 }
 
+/** The lock every operation shares and a whole-state apply holds alone. */
+export const STATE_LOCK = 'state'
+
 export type ExecutorLogger = Logger<'info' | 'warn'>
 
 export type ExecutorOptions = {
@@ -144,6 +147,9 @@ export class Executor {
     if (this.closing) throw refused('SHUTTING_DOWN', 'hapctl is stopping and takes no new operation; retry once it is back')
     const exclusive = new Set(typeof opts.lock === 'string' ? [opts.lock] : opts.lock ?? [`${opts.target.kind}:${opts.target.id}`])
     const shared = new Set(typeof opts.sharedLock === 'string' ? [opts.sharedLock] : opts.sharedLock ?? [])
+    // Every operation shares STATE_LOCK; applying a whole state document (PUT /state) takes it alone,
+    // so that no write to an object the document does not name commits in the middle of it.
+    if (!exclusive.has(STATE_LOCK)) shared.add(STATE_LOCK)
     const keys = [...new Set([...exclusive, ...shared])].sort()
     const timeoutMs = opts.lockTimeoutMs ?? this.#lockTimeoutMs
     const deadline = Date.now() + timeoutMs

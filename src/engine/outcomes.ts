@@ -52,6 +52,7 @@ export const REASONS = {
   MAP_VERSION_CONFLICT: 'Another client prepared or committed a version of the map meanwhile.',
   CURSOR_STALE: 'The map changed too much since the previous page.',
   PRECONDITION_FAILED: 'The ETag given in If-Match no longer matches.',
+  STATE_INVALID: 'The state document cannot be applied as a whole (`errors` says why: an object of HAProxy\'s configuration named as hapctl\'s, a map HAProxy lacks, …); nothing was changed.',
   DEFAULTS_NOT_FOUND: 'There is no defaults section with that name.',
   RUNTIME_FORBIDDEN: 'HAProxy refused for lack of privileges: the stats socket needs `level admin`.',
   RUNTIME_UNSUPPORTED: 'This HAProxy does not know the command.',

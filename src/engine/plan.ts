@@ -8,6 +8,12 @@ import type { Command } from '../runtime/commands/index.ts'
 import type { DesiredChange } from './store/types.ts'
 import type { OperationError } from './outcomes.ts'
 
+/** A command as a dry run shows it: its exact text, and a payload summarised (a map file is MBs). */
+export type PreviewCommand = {
+  readonly text: string
+  readonly payload?: { readonly lines: number, readonly bytes: number, readonly firstLine: string } | undefined
+}
+
 /** What a plan acts on; `kind` names the resource (backend, server, map, …), `id` the object. */
 export type Target = { readonly kind: string, readonly id: string }
 
@@ -41,6 +47,11 @@ export type Step = {
   readonly onApplied?: ((results: readonly unknown[]) => Promise<void> | void) | undefined
   /** Called when the step got no verdict (it may have been applied): to note what may now exist. */
   readonly onInDoubt?: (() => Promise<void>) | undefined
+  /**
+   * With `apply`: the commands it sends that can change HAProxy, in order, for a dry run (reads are
+   * not listed). Command steps need none: their `commands` say it.
+   */
+  readonly preview?: ReadonlyArray<PreviewCommand> | undefined
   /** Puts back what it changed; absent when nothing can (a deleted server is gone). */
   readonly undoCommands?: ReadonlyArray<Command<unknown>> | undefined
   readonly undo?: ((ctx: StepContext) => Promise<void>) | undefined
@@ -69,4 +80,10 @@ export type Plan = {
 /** A step that sends `commands`; `undo` are the commands that put back what they change ([] = nothing to put back). */
 export function commandStep (commands: ReadonlyArray<Command<unknown>>, undo?: ReadonlyArray<Command<unknown>>, extra: { label?: string, explain?: Step['explain'] } = {}): Step {
   return { label: extra.label ?? commands.map(c => c.verb).join(' + '), commands, undoCommands: undo, explain: extra.explain }
+}
+
+/** The commands a step sends that can change HAProxy (`show …` reads left out), as a dry run lists them. */
+export function previewOf (step: Step): PreviewCommand[] {
+  if (step.apply !== undefined) return [...(step.preview ?? [])]
+  return (step.commands ?? []).filter(c => !c.verb.startsWith('show ')).map(c => ({ text: c.text }))
 }

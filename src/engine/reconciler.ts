@@ -238,7 +238,7 @@ export class Reconciler {
       // answers or deleted since, never one being created that the cleanup below would forget.
       const createdIn = await this.#o.executor.store.createdIn()
       t0 = performance.now()
-      const actual = await this.#readActual()
+      const actual = await readActual(this.#o.runtime)
       report.phasesMs.haproxy = Math.round(performance.now() - t0)
       if (actual.info.stopping) return true
       this.#o.identity.observe(actual.info)
@@ -273,15 +273,6 @@ export class Reconciler {
       log?.debug({ reason, ms: report.durationMs }, 'HAProxy matches the desired state')
     }
     return again || report.failed.length > 0
-  }
-
-  async #readActual (): Promise<Actual> {
-    const [info, stat, servers, maps] = await this.#o.runtime.execute([
-      cmd.showInfo(), cmd.showStat(undefined, BACKEND_STAT), cmd.showServersState(), cmd.showMaps()
-    ])
-    const backends = new Map<string, ActualBackend>(backendsFromStat(stat, () => undefined).map(b => [b.name, { published: b.published, servers: new Map() }]))
-    for (const r of servers) backends.get(r.be_name as string)?.servers.set(r.srv_name as string, r)
-    return { info, backends, maps: new Set(maps.map(m => m.name)) }
   }
 
   /** Works out what to do; the plans are built later, under each object's lock. */
@@ -539,8 +530,21 @@ export class Reconciler {
   }
 }
 
-type ActualBackend = { published: boolean, servers: Map<string, Row> }
-type Actual = { info: ProcessInfo, backends: Map<string, ActualBackend>, maps: Set<string> }
+export type ActualBackend = { published: boolean, servers: Map<string, Row> }
+export type Actual = { info: ProcessInfo, backends: Map<string, ActualBackend>, maps: Map<string, cmd.MapInfo> }
+
+/**
+ * What HAProxy holds, in one round trip: the process, every backend with its published flag, every
+ * server's state, every map (management §9.3 `show info`, `show stat`, `show servers state`, `show map`).
+ */
+export async function readActual (runtime: Runtime): Promise<Actual> {
+  const [info, stat, servers, maps] = await runtime.execute([
+    cmd.showInfo(), cmd.showStat(undefined, BACKEND_STAT), cmd.showServersState(), cmd.showMaps()
+  ])
+  const backends = new Map<string, ActualBackend>(backendsFromStat(stat, () => undefined).map(b => [b.name, { published: b.published, servers: new Map() }]))
+  for (const r of servers) backends.get(r.be_name as string)?.servers.set(r.srv_name as string, r)
+  return { info, backends, maps: new Map(maps.map(m => [m.name, m])) }
+}
 
 type Fixes = { steps: Step[], what: string[], publish?: boolean }
 

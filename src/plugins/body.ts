@@ -16,6 +16,7 @@ import { isUtf8 } from 'node:buffer'
 import type { FastifyInstance, FastifyRequest, FastifySchemaCompiler } from 'fastify'
 import { validatorCompiler } from '@fastify/type-provider-zod'
 import { z } from 'zod'
+import YAML from 'yaml'
 import { ApiError } from '../errors.ts'
 import { MAX_REPLACE_ENTRIES } from '../schemas/maps.ts'
 
@@ -36,6 +37,9 @@ export const BODY_LIMITS = {
   /** PUT /maps/{map}/entries: a whole map, up to MAX_REPLACE_ENTRIES entries. */
   replaceMapEntries: 64 * MiB
 } as const
+
+/** The largest YAML body taken: its parser builds a document tree many times the text's size. */
+export const MAX_YAML_BYTES = 16 * MiB
 
 /** Most per-field problems computed and reported for one body (the rest are counted, not listed). */
 export const MAX_FIELD_ERRORS = 20
@@ -59,6 +63,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Set for every route by registerBodyParsing's onRoute hook, from the route's body schema. */
     jsonShape?: JsonShapeLimits
+    /** The route takes a YAML body too (application/yaml): the state document. */
+    acceptsYaml?: boolean
   }
 }
 
@@ -117,12 +123,15 @@ function shapeOf (node: unknown, defs: Record<string, unknown>, seen: ReadonlySe
   }
   if (s.type === 'object' || s.properties !== undefined) {
     const props = Object.values((s.properties ?? {}) as Record<string, unknown>).map(p => shapeOf(p, defs, seen))
-    const inner = props.reduce(either, { depth: 0, values: 0, items: [], keys: [] })
+    // A record (additionalProperties): as many members as its maxProperties says.
+    const extra = typeof s.additionalProperties === 'object' && s.additionalProperties !== null ? shapeOf(s.additionalProperties, defs, seen) : undefined
+    const n = extra === undefined ? 0 : typeof s.maxProperties === 'number' ? s.maxProperties : UNBOUNDED_ARRAY_ITEMS
+    const inner = [...props, ...(extra === undefined ? [] : [extra])].reduce(either, { depth: 0, values: 0, items: [], keys: [] })
     return {
       depth: 1 + inner.depth,
-      values: 1 + props.reduce((sum, p) => sum + 1 + p.values, 0),
+      values: 1 + props.reduce((sum, p) => sum + 1 + p.values, 0) + n * (1 + (extra?.values ?? 0)),
       items: [KEY_SLACK, ...inner.items],
-      keys: [props.length + KEY_SLACK, ...inner.keys]
+      keys: [props.length + n + KEY_SLACK, ...inner.keys]
     }
   }
   return SCALAR
@@ -308,7 +317,8 @@ export function registerBodyParsing (app: FastifyInstance): void {
   app.addHook('onRoute', function (route) {
     const schema = route.schema as { body?: unknown, description?: string } | undefined
     const body = schema?.body
-    const jsonShape = body instanceof z.ZodType ? jsonShapeLimits(body) : NO_BODY_SHAPE
+    // A route may set its own (PATCH /state: a merge patch is bounded by the document it patches).
+    const jsonShape = route.config?.jsonShape ?? (body instanceof z.ZodType ? jsonShapeLimits(body) : NO_BODY_SHAPE)
     route.config = { ...route.config, jsonShape }
     if (schema !== undefined && body !== undefined && schema.description?.includes('Body: at most') !== true) {
       // The API description says what the 413 of each route means.
@@ -327,6 +337,37 @@ export function registerBodyParsing (app: FastifyInstance): void {
     const problem = scanJson(bytes, request.routeOptions.config.jsonShape ?? NO_BODY_SHAPE)
     if (problem !== undefined) { done(refuse(problem), undefined); return }
     parseJson(request, bytes.toString('utf8'), done)
+  })
+
+  // RFC 7396 merge patches are JSON, bounded the same way.
+  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'buffer' }, function (request, body, done) {
+    const bytes = body as Buffer
+    const error = checkText(request, bytes)
+    if (error !== undefined) { done(error, undefined); return }
+    const problem = scanJson(bytes, request.routeOptions.config.jsonShape ?? NO_BODY_SHAPE)
+    if (problem !== undefined) { done(refuse(problem), undefined); return }
+    parseJson(request, bytes.toString('utf8'), done)
+  })
+
+  // YAML, only where a route says so (the state document), with aliases bounded: a few lines of
+  // nested aliases would otherwise expand to gigabytes ("billion laughs").
+  app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml'], { parseAs: 'buffer' }, function (request, body, done) {
+    if (request.routeOptions.config.acceptsYaml !== true) {
+      done(ApiError.of('UNSUPPORTED_MEDIA_TYPE', 'this route takes application/json'), undefined)
+      return
+    }
+    const bytes = body as Buffer
+    const error = checkText(request, bytes)
+    if (error !== undefined) { done(error, undefined); return }
+    if (bytes.length > MAX_YAML_BYTES) {
+      done(refuse({ reason: 'BODY_TOO_COMPLEX', message: `a YAML body is at most ${formatBytes(MAX_YAML_BYTES)} (parsing YAML costs many times its size); send larger documents as JSON` }), undefined)
+      return
+    }
+    try {
+      done(null, YAML.parse(bytes.toString('utf8'), { maxAliasCount: 100, merge: false, uniqueKeys: true }))
+    } catch (err) {
+      done(refuse({ reason: 'INVALID_BODY', message: `the body is not valid YAML: ${(err as Error).message.split('\n')[0] ?? ''}` }), undefined)
+    }
   })
 
   app.addContentTypeParser('text/plain', { parseAs: 'buffer' }, function (request, body, done) {

@@ -49,8 +49,8 @@ export const ServerSchema = z.object({
 
 export const ServerListSchema = z.object({ items: z.array(ServerSchema) }).meta({ id: 'ServerList' })
 
-export const CreateServerSchema = z.object({
-  name: ServerNameSchema,
+/** What `add server` takes besides the name: shared by POST …/servers and the state document. */
+export const SERVER_OPTIONS = {
   address: IpAddressSchema,
   port: int(SERVER_LIMITS.port).describe("Required: HAProxy's default (no port) means 'the port the client connected to', which surprises everyone"),
   check: z.boolean().default(false).describe('Health checks (TCP connect unless the backend says otherwise). The server then starts DOWN and takes traffic once its checks pass'),
@@ -64,9 +64,11 @@ export const CreateServerSchema = z.object({
   backup: z.boolean().optional().describe('Only used when no non-backup server is available'),
   ssl: z.boolean().optional().describe('TLS to the server; HAProxy verifies certificates by default and, without a CA file, refuses `ssl` unless sslVerify is none'),
   sslVerify: z.enum(SSL_VERIFY_MODES).optional().describe('Certificate verification (needs ssl)'),
-  sni: z.string().regex(SNI_PATTERN, 'a host name').optional().describe('TLS SNI host name (needs ssl)'),
-  enabled: z.boolean().default(true).describe('Put it in service at once (false: it stays in maintenance)')
-}).strict().superRefine((v, ctx) => {
+  sni: z.string().regex(SNI_PATTERN, 'a host name').optional().describe('TLS SNI host name (needs ssl)')
+}
+
+/** Check options need `check`, TLS options need `ssl`: HAProxy would ignore or refuse them otherwise. */
+export function checkServerOptions (v: { check: boolean, ssl?: boolean | undefined } & Record<string, unknown>, ctx: z.RefinementCtx): void {
   if (!v.check) {
     for (const k of ['checkPort', 'checkAddr', 'inter', 'rise', 'fall'] as const) {
       if (v[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: 'needs "check": true' })
@@ -77,7 +79,13 @@ export const CreateServerSchema = z.object({
       if (v[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: 'needs "ssl": true' })
     }
   }
-}).meta({ id: 'CreateServer', example: { name: 'app1', address: '127.0.0.1', port: 8082, check: true, inter: '1s' } })
+}
+
+export const CreateServerSchema = z.object({
+  name: ServerNameSchema,
+  ...SERVER_OPTIONS,
+  enabled: z.boolean().default(true).describe('Put it in service at once (false: it stays in maintenance)')
+}).strict().superRefine(checkServerOptions).meta({ id: 'CreateServer', example: { name: 'app1', address: '127.0.0.1', port: 8082, check: true, inter: '1s' } })
 
 export type CreateServerInput = z.output<typeof CreateServerSchema>
 
