@@ -40,7 +40,10 @@ const describeApply = 'The document replaces the whole desired state: backends a
   'vs actual) and every command the apply would send that can change HAProxy, in order. An apply runs them, puts back what it applied if ' +
   'a step fails (the problem\'s `state.steps` says how each went), and records the document in one store transaction. A document that ' +
   'cannot be applied (a backend of the configuration listed as hapctl\'s, a map HAProxy lacks, a defaults section HAProxy refuses) is ' +
-  'refused whole (400, `errors`) before anything is sent. Body: JSON, or YAML with `Content-Type: application/yaml`.'
+  'refused whole (400, `errors`) before anything is changed: HAProxy has no command that checks a defaults section or server options, so hapctl ' +
+  'creates an unpublished probe backend `hapctl-probe-N` from each defaults section used, adds one server (in maintenance) per distinct option ' +
+  'set, and deletes them again; these are listed first in `commands`, and are the only commands a dry run sends. ' +
+  'Body: JSON, or YAML with `Content-Type: application/yaml`.'
 
 export const stateRoutes: FastifyPluginAsyncZod<{ state: StateService }> = async function (app, opts) {
   const { state } = opts

@@ -20,7 +20,8 @@ import type { MapEntry } from '../pattern-refs/versioned-load.ts'
 import type { StateDocument } from '../../schemas/state.ts'
 import { StateDocumentSchema } from '../../schemas/state.ts'
 import { documentOf, targetOf } from './document.ts'
-import type { DiffItem, StatePlan } from './planner.ts'
+import type { DiffItem, PlanProblem, StatePlan } from './planner.ts'
+import { probe } from './probes.ts'
 import { planState } from './planner.ts'
 
 export type StepOutcome = 'applied' | 'undone' | 'left' | 'unknown' | 'failed' | 'not run'
@@ -107,13 +108,15 @@ export class StateService {
     for (const m of [...target.maps, ...current.maps]) keys.add(`map:${m.name}`)
 
     if (opts.dryRun) {
-      const { plan, revision } = await this.#plan(target, opts)
-      return { dryRun: true, revision, diff: plan.diff, commands: plan.steps.flatMap(previewOf) }
+      const { plan, probes, revision } = await this.#plan(target, opts)
+      return { dryRun: true, revision, diff: plan.diff, commands: [...probes, ...plan.steps.flatMap(previewOf)] }
     }
     let planned: StatePlan | undefined
+    let probed: PreviewCommand[] = []
     let before = 0
     const { outcome } = await this.#executor.run({ target: TARGET, lock: [...keys], actor: opts.actor, requestId: opts.requestId }, async (): Promise<Plan> => {
-      const { plan, revision } = await this.#plan(target, opts)
+      const { plan, probes, revision } = await this.#plan(target, opts)
+      probed = probes
       const missing = plan.locks.filter(k => !keys.has(k))
       // The store or HAProxy moved between the first read and the locks (a create by another client):
       // the plan touches an object not locked.
@@ -124,7 +127,7 @@ export class StateService {
     })
     const plan = planned as StatePlan
     const steps = stepOutcomes(plan.steps, outcome)
-    const commands = plan.steps.flatMap(previewOf)
+    const commands = [...probed, ...plan.steps.flatMap(previewOf)]
     if (outcome.kind !== 'applied') {
       throw outcome.error.extend({ state: { steps: steps.filter(s => s.outcome !== 'not run').slice(0, 1000), stepsNotRun: steps.filter(s => s.outcome === 'not run').length } })
     }
@@ -132,7 +135,7 @@ export class StateService {
   }
 
   /** Reads the store and HAProxy and plans; refuses a document that cannot be applied, whole. */
-  async #plan (target: ReturnType<typeof targetOf>, opts: ApplyOptions): Promise<{ plan: StatePlan, revision: number }> {
+  async #plan (target: ReturnType<typeof targetOf>, opts: ApplyOptions): Promise<{ plan: StatePlan, probes: PreviewCommand[], revision: number }> {
     const store = this.#executor.store
     const [current, createdIn] = await Promise.all([store.load(), store.createdIn()])
     checkIfMatch(opts.ifMatch, current.revision)
@@ -143,13 +146,21 @@ export class StateService {
       if (actual.maps.has(m.name)) liveMaps.set(m.name, await readContent(this.#runtime, m.name))
     }
     const plan = planState({ target, current, actual, liveMaps, createdIn, drainMs: opts.drainMs }, { executor: this.#executor, identity: this.#identity, created: this.#created })
-    if (plan.problems.length > 0) {
-      throw new OperationError('STATE_INVALID', `the document cannot be applied (${plan.problems.length} problem${plan.problems.length === 1 ? '' : 's'}: ${plan.problems[0]?.message}${plan.problems.length > 1 ? '; …' : ''}); nothing was changed`, {
-        errors: plan.problems.slice(0, 100)
-      })
-    }
-    return { plan, revision: current.revision }
+    refuseIf(plan.problems)
+    // What only HAProxy can tell (defaults sections, server options), asked before anything changes.
+    const created = target.backends.filter(b => !actual.backends.has(b.name))
+    const names = new Set(created.map(b => b.name))
+    const { problems, sent } = await probe(this.#runtime, created, target.servers.filter(x => names.has(x.backend)), new Set(actual.backends.keys()))
+    refuseIf(problems)
+    return { plan, probes: sent, revision: current.revision }
   }
+}
+
+function refuseIf (problems: readonly PlanProblem[]): void {
+  if (problems.length === 0) return
+  throw new OperationError('STATE_INVALID', `the document cannot be applied (${problems.length} problem${problems.length === 1 ? '' : 's'}: ${problems[0]?.message}${problems.length > 1 ? '; …' : ''}); nothing was changed`, {
+    errors: problems.slice(0, 100)
+  })
 }
 
 function checkIfMatch (ifMatch: string | undefined, revision: number): void {
