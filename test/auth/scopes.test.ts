@@ -95,6 +95,8 @@ describe('the scope table', () => {
     for (const r of routes) {
       const label = `${r.method} ${r.url} (${r.operationId ?? 'no operationId'})`
       if (r.method === 'GET' || r.method === 'HEAD') expect(['open', 'read'], label).toContain(r.requirement)
+      // A whole state document changes backends, servers and maps at once: only admin may write it.
+      else if (r.url === '/state') expect(r.requirement, label).toBe('admin')
       else expect(['backends:write', 'servers:write', 'maps:write'], label).toContain(r.requirement)
       if (r.requirement === 'open') expect(r.url === '/health' || r.url === '/openapi.json' || r.url.startsWith('/docs'), label).toBe(true)
       if (r.requirement === 'maps:write') expect(r.url, label).toMatch(/^\/maps\/:map\//)
