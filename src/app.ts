@@ -26,6 +26,8 @@ import { mapRoutes } from './routes/maps.ts'
 import { serverRoutes } from './routes/servers.ts'
 import { statusRoutes } from './routes/status.ts'
 import { auditRoutes } from './routes/audit.ts'
+import { eventRoutes } from './routes/events.ts'
+import { EventHub } from './events/hub.ts'
 import { stateRoutes } from './routes/state.ts'
 import { StateService } from './resources/state/service.ts'
 import { AuditRecorder } from './audit/recorder.ts'
@@ -60,6 +62,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The reconciler, for tests and the benchmark (reconcileNow). */
     reconciler: Reconciler
+    /** The watch stream's hub (GET /events), for tests. */
+    events: EventHub
   }
 }
 
@@ -188,10 +192,17 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   // preClose runs before every onClose hook: running operations are interrupted or finished and the
   // reconciler stops before the runtime client and the store close under them.
   registerShutdown(app, { executor, reconciler })
+  // GET /events: its health poll uses the API's pooled client. Its streams end after the shutdown's
+  // own preClose (they see the last events), and before the HTTP server waits for open answers.
+  const events = new EventHub({ store, executor, reconciler, runtime: client, ...config.events, logger: app.log.child({ module: 'events' }) })
+  app.decorate('events', events)
+  app.addHook('onReady', async () => { await events.start() })
+  app.addHook('preClose', async () => { events.close() })
 
   await app.register(healthRoutes, { runtime })
   await app.register(statusRoutes, { reconciler, identity, store })
   await app.register(auditRoutes, { store })
+  await app.register(eventRoutes, { events, requestTimeoutMs: config.requestTimeoutMs })
   await app.register(backendRoutes, { prefix: '/backends', backends })
   await app.register(mapRoutes, { prefix: '/maps', maps })
   await app.register(serverRoutes, { prefix: '/backends/:backend/servers', servers })

@@ -46,6 +46,8 @@ export function isLoopback (host: string): boolean {
 
 /** What a shutdown needs beyond its Runtime API calls: answering, closing the store. */
 const SHUTDOWN_MARGIN_MS = 1000
+/** GET /events' keep-alive when none is given, unless HAPCTL_REQUEST_TIMEOUT_MS needs a shorter one. */
+const DEFAULT_EVENTS_KEEPALIVE_MS = 15_000
 /** The shutdown grace when none is given, unless HAPROXY_TIMEOUT_MS needs a longer one (see the check below). */
 const DEFAULT_SHUTDOWN_GRACE_MS = 30_000
 /**
@@ -116,7 +118,22 @@ export const ConfigSchema = z.object({
   /** Audit entries older than this many days are deleted. */
   HAPCTL_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
   /** At most this many audit entries are kept (the oldest go first). */
-  HAPCTL_AUDIT_MAX_ENTRIES: z.coerce.number().int().min(1000).max(100_000_000).default(1_000_000)
+  HAPCTL_AUDIT_MAX_ENTRIES: z.coerce.number().int().min(1000).max(100_000_000).default(1_000_000),
+  /** GET /events: health and reconcile events kept in memory for watchers that reconnect (`Last-Event-ID`). */
+  HAPCTL_EVENTS_HISTORY: z.coerce.number().int().min(100).max(1_000_000).default(10_000),
+  /** GET /events: how often `show stat` is polled for health transitions while someone watches them (one poll for all watchers). */
+  HAPCTL_HEALTH_POLL_MS: z.coerce.number().int().min(100).max(60_000).default(500),
+  /** GET /events: how long the health poll goes on after the last watcher left, so that a watcher reconnecting meanwhile loses nothing. */
+  HAPCTL_HEALTH_POLL_LINGER_MS: z.coerce.number().int().min(0).max(600_000).default(5000),
+  /**
+   * GET /events: a `: keep-alive` comment this often, so that proxies and HAPCTL_REQUEST_TIMEOUT_MS
+   * never cut an idle stream; by default 15 s, or half HAPCTL_REQUEST_TIMEOUT_MS when that is shorter.
+   */
+  HAPCTL_EVENTS_KEEPALIVE_MS: z.coerce.number().int().min(100).max(600_000).optional(),
+  /** GET /events: watchers connected at once; more get 503. */
+  HAPCTL_MAX_WATCHERS: z.coerce.number().int().min(1).max(100_000).default(1000),
+  /** GET /events: bytes a watcher may leave unread before it is disconnected (a slow reader never grows memory). */
+  HAPCTL_EVENTS_BUFFER_BYTES: z.coerce.number().int().min(16_384).max(268_435_456).default(1_048_576)
 }).superRefine((env, ctx) => {
   // A control plane that can delete every backend must not be open to the network by accident.
   if (!isLoopback(env.HOST) && env.API_TOKEN === undefined && env.HAPCTL_TOKENS_FILE === undefined && !env.HAPCTL_ALLOW_UNAUTHENTICATED) {
@@ -133,6 +150,16 @@ export const ConfigSchema = z.object({
       code: 'custom',
       path: ['HAPCTL_HEADERS_TIMEOUT_MS'],
       message: `${env.HAPCTL_HEADERS_TIMEOUT_MS} ms is longer than HAPCTL_REQUEST_TIMEOUT_MS (${env.HAPCTL_REQUEST_TIMEOUT_MS} ms), which includes the headers`
+    })
+  }
+  // A stream answer the client takes no byte of for HAPCTL_REQUEST_TIMEOUT_MS is cut: an idle watcher
+  // must be written to more often than that.
+  if (env.HAPCTL_EVENTS_KEEPALIVE_MS !== undefined && env.HAPCTL_EVENTS_KEEPALIVE_MS >= env.HAPCTL_REQUEST_TIMEOUT_MS) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['HAPCTL_EVENTS_KEEPALIVE_MS'],
+      message: `${env.HAPCTL_EVENTS_KEEPALIVE_MS} ms is not shorter than HAPCTL_REQUEST_TIMEOUT_MS (${env.HAPCTL_REQUEST_TIMEOUT_MS} ms): ` +
+        'an idle GET /events stream would be cut as a client that reads nothing; give a shorter keep-alive'
     })
   }
   // A stop interrupts running operations (src/plugins/shutdown.ts), which then need time to be put back.
@@ -166,7 +193,15 @@ export const ConfigSchema = z.object({
   lockTimeoutMs: env.HAPCTL_LOCK_TIMEOUT_MS,
   maxLargeBodies: env.HAPCTL_MAX_LARGE_BODIES,
   shutdownGraceMs: env.HAPCTL_SHUTDOWN_GRACE_MS ?? Math.max(DEFAULT_SHUTDOWN_GRACE_MS, minShutdownGraceMs(env.HAPROXY_TIMEOUT_MS)),
-  audit: { retentionDays: env.HAPCTL_AUDIT_RETENTION_DAYS, maxEntries: env.HAPCTL_AUDIT_MAX_ENTRIES }
+  audit: { retentionDays: env.HAPCTL_AUDIT_RETENTION_DAYS, maxEntries: env.HAPCTL_AUDIT_MAX_ENTRIES },
+  events: {
+    history: env.HAPCTL_EVENTS_HISTORY,
+    healthPollMs: env.HAPCTL_HEALTH_POLL_MS,
+    healthLingerMs: env.HAPCTL_HEALTH_POLL_LINGER_MS,
+    keepAliveMs: env.HAPCTL_EVENTS_KEEPALIVE_MS ?? Math.min(DEFAULT_EVENTS_KEEPALIVE_MS, Math.floor(env.HAPCTL_REQUEST_TIMEOUT_MS / 2)),
+    maxWatchers: env.HAPCTL_MAX_WATCHERS,
+    maxBufferBytes: env.HAPCTL_EVENTS_BUFFER_BYTES
+  }
 }))
 
 export type Config = Readonly<z.output<typeof ConfigSchema>>

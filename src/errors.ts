@@ -66,6 +66,7 @@ export const STATUS_OF: Record<Reason, number> = {
   HAPROXY_STOPPING: 503,
   BUSY: 503,
   LARGE_BODIES_BUSY: 503,
+  TOO_MANY_WATCHERS: 503,
   SHUTTING_DOWN: 503,
   RESTORING: 503,
   STORE_UNAVAILABLE: 503,
@@ -97,10 +98,10 @@ export type ProblemExtras = {
 
 /**
  * Retry-After (seconds, RFC 9110 §10.2.3) of the 503s a client should simply retry: a lock wait that
- * ran out clears when the operation ahead finishes; so do the large bodies ahead; a stopping hapctl is
- * back (or replaced) after a restart.
+ * ran out clears when the operation ahead finishes; so do the large bodies ahead; a watcher's place
+ * frees when another stream ends; a stopping hapctl is back (or replaced) after a restart.
  */
-const RETRY_AFTER_S: Partial<Record<Reason, number>> = { BUSY: 1, LARGE_BODIES_BUSY: 1, RUNTIME_BUSY: 1, SHUTTING_DOWN: 5 }
+const RETRY_AFTER_S: Partial<Record<Reason, number>> = { BUSY: 1, LARGE_BODIES_BUSY: 1, RUNTIME_BUSY: 1, SHUTTING_DOWN: 5, TOO_MANY_WATCHERS: 5 }
 
 /** The Retry-After of a problem code, when its reason has one. */
 export function retryAfterOf (code: string): number | undefined {

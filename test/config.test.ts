@@ -38,7 +38,8 @@ describe('loadConfig', () => {
       lockTimeoutMs: 15_000,
       maxLargeBodies: 2,
       shutdownGraceMs: 30_000,
-      audit: { retentionDays: 90, maxEntries: 1_000_000 }
+      audit: { retentionDays: 90, maxEntries: 1_000_000 },
+      events: { history: 10_000, healthPollMs: 500, healthLingerMs: 5000, keepAliveMs: 15_000, maxWatchers: 1000, maxBufferBytes: 1_048_576 }
     })
   })
 
@@ -88,8 +89,25 @@ describe('loadConfig', () => {
       lockTimeoutMs: 2000,
       maxLargeBodies: 3,
       shutdownGraceMs: 20_000,
-      audit: { retentionDays: 7, maxEntries: 5000 }
+      audit: { retentionDays: 7, maxEntries: 5000 },
+      events: { history: 10_000, healthPollMs: 500, healthLingerMs: 5000, keepAliveMs: 15_000, maxWatchers: 1000, maxBufferBytes: 1_048_576 }
     })
+  })
+
+  it('reads the watch stream\'s settings, and refuses a keep-alive that the request timeout would cut', () => {
+    expect(loadConfig({
+      HAPCTL_EVENTS_HISTORY: '500',
+      HAPCTL_HEALTH_POLL_MS: '250',
+      HAPCTL_HEALTH_POLL_LINGER_MS: '0',
+      HAPCTL_EVENTS_KEEPALIVE_MS: '5000',
+      HAPCTL_MAX_WATCHERS: '10',
+      HAPCTL_EVENTS_BUFFER_BYTES: '65536'
+    }).events).toEqual({ history: 500, healthPollMs: 250, healthLingerMs: 0, keepAliveMs: 5000, maxWatchers: 10, maxBufferBytes: 65_536 })
+    expect(configError({ HAPCTL_EVENTS_KEEPALIVE_MS: '10000', HAPCTL_REQUEST_TIMEOUT_MS: '10000' }).issues)
+      .toEqual([expect.stringMatching(/^HAPCTL_EVENTS_KEEPALIVE_MS: 10000 ms is not shorter than HAPCTL_REQUEST_TIMEOUT_MS \(10000 ms\)/)])
+    expect(loadConfig({ HAPCTL_EVENTS_KEEPALIVE_MS: '9999', HAPCTL_REQUEST_TIMEOUT_MS: '10000' }).events.keepAliveMs).toBe(9999)
+    // Unset, it follows a shorter request timeout rather than refuse it.
+    expect(loadConfig({ HAPCTL_REQUEST_TIMEOUT_MS: '10000' }).events.keepAliveMs).toBe(5000)
   })
 
   it('refuses a headers timeout longer than the request timeout', () => {

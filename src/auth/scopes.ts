@@ -18,6 +18,7 @@ export const SCOPE_OF: Readonly<Record<string, Requirement>> = {
   getReady: 'read',
   getStatus: 'read',
   listAudit: 'read',
+  watchEvents: 'read',
   getState: 'read',
   // A whole document changes backends, servers and maps alike.
   replaceState: 'admin',

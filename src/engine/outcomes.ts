@@ -63,6 +63,7 @@ export const REASONS = {
   RUNTIME_UNAVAILABLE: 'HAProxy\'s Runtime API cannot be reached.',
   HAPROXY_STOPPING: 'The HAProxy process answering is stopping after a reload.',
   BUSY: 'Another operation on the same object did not finish in time; retry.',
+  TOO_MANY_WATCHERS: 'As many GET /events streams as `HAPCTL_MAX_WATCHERS` allows are open; retry (`Retry-After`).',
   LARGE_BODIES_BUSY: 'As many large bodies (over 1 MiB) as `HAPCTL_MAX_LARGE_BODIES` allows are being received or handled; retry (`Retry-After`).',
   SHUTTING_DOWN: 'hapctl is stopping: the operation was not started, or was interrupted while it waited and what it had changed was put back (`outcome` says which); retry (`Retry-After`), against this hapctl once it is back.',
   RESTORING: 'hapctl keeps the object but HAProxy does not have it (yet): it is put back after a restart or reload; retry (GET /status says why if it lasts).',
