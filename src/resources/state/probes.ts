@@ -70,17 +70,22 @@ export async function probe (runtime: Runtime, created: readonly DesiredBackend[
     return result
   }
   for (const g of groupsOf(created, servers)) {
-    let name: string
-    do name = `${PROBE_PREFIX}${++n}`; while (taken.has(name))
-    let added: cmd.AddBackendResult
-    try {
-      added = await send(cmd.addBackend(name, g.from, g.mode ?? undefined))
-    } catch (err) {
-      const r = rejectionOf(err)
-      if (r === undefined) throw err
-      for (const b of g.backends) problems.push({ field: `backends/${b}/from`, message: `HAProxy refuses to create a backend from '${g.from}'${g.mode === null ? '' : ` in mode ${g.mode}`}: ${r.haproxyMessage}` })
-      continue
+    let name = ''
+    let added: cmd.AddBackendResult | undefined
+    // A name taken meanwhile (another client, another hapctl sharing the store): the next one.
+    for (let attempt = 0; added === undefined && attempt < 5; attempt++) {
+      do name = `${PROBE_PREFIX}${++n}`; while (taken.has(name))
+      try {
+        added = await send(cmd.addBackend(name, g.from, g.mode ?? undefined))
+      } catch (err) {
+        const r = rejectionOf(err)
+        if (r === undefined) throw err
+        if (r.kind === 'exists' && attempt < 4) continue
+        for (const b of g.backends) problems.push({ field: `backends/${b}/from`, message: `HAProxy refuses to create a backend from '${g.from}'${g.mode === null ? '' : ` in mode ${g.mode}`}: ${r.haproxyMessage}` })
+        break
+      }
     }
+    if (added === undefined) continue
     const inServers: string[] = []
     try {
       if (!added.dynamicServers && g.servers.length > 0) {

@@ -45,6 +45,10 @@ export type ApplyOptions = {
 
 const TARGET = { kind: 'state', id: 'state' } as const
 
+/** The lock probes are sent under, and how long a dry run waits for it before answering BUSY. */
+const PROBE_LOCK = 'state-probe'
+const PROBE_LOCK_WAIT_MS = 30_000
+
 /** The ETag of a revision. */
 export function etagOf (revision: number): string {
   return `"${revision}"`
@@ -150,7 +154,9 @@ export class StateService {
     // What only HAProxy can tell (defaults sections, server options), asked before anything changes.
     const created = target.backends.filter(b => !actual.backends.has(b.name))
     const names = new Set(created.map(b => b.name))
-    const { problems, sent } = await probe(this.#runtime, created, target.servers.filter(x => names.has(x.backend)), new Set(actual.backends.keys()))
+    // One probe at a time in this hapctl (dry runs take no other lock): two would pick the same names.
+    const { problems, sent } = await this.#executor.locks.run(PROBE_LOCK, async () =>
+      await probe(this.#runtime, created, target.servers.filter(x => names.has(x.backend)), new Set(actual.backends.keys())), { timeoutMs: PROBE_LOCK_WAIT_MS })
     refuseIf(problems)
     return { plan, probes: sent, revision: current.revision }
   }
