@@ -46,6 +46,8 @@ export type StatePlan = {
   readonly steps: Step[]
   readonly changes: DesiredChange[]
   readonly problems: PlanProblem[]
+  /** What looks like a mistake but can be applied. */
+  readonly warnings: string[]
   /** Every object the plan touches, as executor lock keys. */
   readonly locks: string[]
 }
@@ -289,8 +291,18 @@ export function planState (input: PlanInput, deps: PlanDeps): StatePlan {
     removeBackend(name, a)
   }
 
+  // A map entry left pointing at a backend this document removes sends its requests elsewhere (the
+  // frontend's next rule) once it is gone: almost always a mistake, said but not refused.
+  const warnings: string[] = []
+  const removed = new Set(diff.filter(d => d.change === 'remove' && d.object.startsWith('backend/')).map(d => d.object.slice('backend/'.length)))
+  if (removed.size > 0) {
+    for (const m of target.maps) {
+      const dangling = m.entries.filter(e => removed.has(e.value))
+      if (dangling.length > 0) warnings.push(`map '${m.name}' keeps ${dangling.length} entr${dangling.length === 1 ? 'y' : 'ies'} pointing at backend(s) this document removes (first: ${dangling[0]?.key} → ${dangling[0]?.value})`)
+    }
+  }
   const steps = [...create, ...update, ...maps, ...unpublish, ...drain, ...removals, ...readd]
-  return { diff, steps: uniqueLabels(steps), changes, problems, locks: [...locks] }
+  return { diff, steps: uniqueLabels(steps), changes, problems, warnings, locks: [...locks] }
 
   function updateServers (backend: string, a: ActualBackend, wanted: DesiredServer[], owned: boolean): void {
     const names = new Set(wanted.map(s => s.name))

@@ -32,6 +32,7 @@ export type StateResult = {
   diff: DiffItem[]
   commands: PreviewCommand[]
   steps?: Array<{ label: string, commands: string[], outcome: StepOutcome }>
+  warnings?: string[]
 }
 
 export type ApplyOptions = {
@@ -113,7 +114,7 @@ export class StateService {
 
     if (opts.dryRun) {
       const { plan, probes, revision } = await this.#plan(target, opts)
-      return { dryRun: true, revision, diff: plan.diff, commands: [...probes, ...plan.steps.flatMap(previewOf)] }
+      return { dryRun: true, revision, diff: plan.diff, commands: [...probes, ...plan.steps.flatMap(previewOf)], ...warningsOf(plan) }
     }
     let planned: StatePlan | undefined
     let probed: PreviewCommand[] = []
@@ -135,7 +136,7 @@ export class StateService {
     if (outcome.kind !== 'applied') {
       throw outcome.error.extend({ state: { steps: steps.filter(s => s.outcome !== 'not run').slice(0, 1000), stepsNotRun: steps.filter(s => s.outcome === 'not run').length } })
     }
-    return { dryRun: false, revision: outcome.revision ?? before, diff: plan.diff, commands, steps }
+    return { dryRun: false, revision: outcome.revision ?? before, diff: plan.diff, commands, steps, ...warningsOf(plan) }
   }
 
   /** Reads the store and HAProxy and plans; refuses a document that cannot be applied, whole. */
@@ -167,6 +168,10 @@ function refuseIf (problems: readonly PlanProblem[]): void {
   throw new OperationError('STATE_INVALID', `the document cannot be applied (${problems.length} problem${problems.length === 1 ? '' : 's'}: ${problems[0]?.message}${problems.length > 1 ? '; …' : ''}); nothing was changed`, {
     errors: problems.slice(0, 100)
   })
+}
+
+function warningsOf (plan: StatePlan): { warnings?: string[] } {
+  return plan.warnings.length > 0 ? { warnings: plan.warnings } : {}
 }
 
 function checkIfMatch (ifMatch: string | undefined, revision: number): void {
