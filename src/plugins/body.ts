@@ -364,7 +364,11 @@ export function registerBodyParsing (app: FastifyInstance): void {
       return
     }
     try {
-      done(null, YAML.parse(bytes.toString('utf8'), { maxAliasCount: 100, merge: false, uniqueKeys: true }))
+      // `__proto__` as a key is refused, as secure-json-parse refuses it in JSON.
+      done(null, YAML.parse(bytes.toString('utf8'), (key, value) => {
+        if (key === '__proto__') throw new Error('a "__proto__" key is not allowed')
+        return value
+      }, { maxAliasCount: 100, merge: false, uniqueKeys: true }))
     } catch (err) {
       done(refuse({ reason: 'INVALID_BODY', message: `the body is not valid YAML: ${(err as Error).message.split('\n')[0] ?? ''}` }), undefined)
     }

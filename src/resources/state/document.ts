@@ -72,22 +72,30 @@ export function documentServer (s: DesiredServer): Record<string, unknown> {
   })
 }
 
-/** The document of what the store keeps (GET /state). */
+/**
+ * The document of what the store keeps (GET /state). Built in Maps: a backend may be named
+ * `constructor` or `toString`, which a plain object would already "have".
+ */
 export function documentOf (state: DesiredState): Record<string, unknown> {
-  const backends: Record<string, { from: string, mode?: string, published: boolean, servers: Record<string, unknown> }> = {}
-  for (const b of state.backends) backends[b.name] = compact({ from: b.from, mode: b.mode ?? undefined, published: b.published, servers: {} })
-  const configBackends: Record<string, { servers: Record<string, unknown>, serverSettings: Record<string, unknown> }> = {}
-  const config = (name: string): { servers: Record<string, unknown>, serverSettings: Record<string, unknown> } =>
-    (configBackends[name] ??= { servers: {}, serverSettings: {} })
-  for (const s of state.servers) {
-    const owner = backends[s.backend]
-    if (owner !== undefined) owner.servers[s.name] = documentServer(s)
-    else config(s.backend).servers[s.name] = documentServer(s)
+  type Owned = { from: string, mode?: string, published: boolean, servers: Map<string, unknown> }
+  type Config = { servers: Map<string, unknown>, serverSettings: Map<string, unknown> }
+  const backends = new Map<string, Owned>()
+  for (const b of state.backends) backends.set(b.name, compact({ from: b.from, mode: b.mode ?? undefined, published: b.published, servers: new Map() }))
+  const configBackends = new Map<string, Config>()
+  const config = (name: string): Config => {
+    let c = configBackends.get(name)
+    if (c === undefined) configBackends.set(name, c = { servers: new Map(), serverSettings: new Map() })
+    return c
   }
+  for (const s of state.servers) (backends.get(s.backend)?.servers ?? config(s.backend).servers).set(s.name, documentServer(s))
   for (const s of state.staticServers) {
-    config(s.backend).serverSettings[s.name] = compact({ state: s.adminState ?? undefined, weight: s.weight ?? undefined })
+    config(s.backend).serverSettings.set(s.name, compact({ state: s.adminState ?? undefined, weight: s.weight ?? undefined }))
   }
-  const maps: Record<string, { entries: Array<{ key: string, value: string }> }> = {}
-  for (const m of state.maps) maps[m.name] = { entries: m.entries.map(e => ({ key: e.key, value: e.value })) }
-  return { revision: state.revision, backends, configBackends, maps }
+  const object = <V, R>(m: Map<string, V>, f: (v: V) => R): Record<string, R> => Object.fromEntries([...m].map(([k, v]) => [k, f(v)]))
+  return {
+    revision: state.revision,
+    backends: object(backends, b => ({ ...b, servers: object(b.servers, x => x) })),
+    configBackends: object(configBackends, c => ({ servers: object(c.servers, x => x), serverSettings: object(c.serverSettings, x => x) })),
+    maps: Object.fromEntries(state.maps.map(m => [m.name, { entries: m.entries.map(e => ({ key: e.key, value: e.value })) }]))
+  }
 }

@@ -14,6 +14,7 @@ import type { Plan, PreviewCommand, Step } from '../../engine/plan.ts'
 import { previewOf } from '../../engine/plan.ts'
 import { OperationError } from '../../engine/outcomes.ts'
 import { readActual } from '../../engine/reconciler.ts'
+import type { DesiredState } from '../../engine/store/types.ts'
 import type { CreatedBackend } from '../backends/view.ts'
 import { readContent } from '../pattern-refs/versioned-load.ts'
 import type { MapEntry } from '../pattern-refs/versioned-load.ts'
@@ -50,6 +51,9 @@ const TARGET = { kind: 'state', id: 'state' } as const
 const PROBE_LOCK = 'state-probe'
 const PROBE_LOCK_WAIT_MS = 30_000
 
+/** Times a PATCH without If-Match starts again when other writes keep committing under it. */
+const PATCH_ATTEMPTS = 3
+
 /** The ETag of a revision. */
 export function etagOf (revision: number): string {
   return `"${revision}"`
@@ -58,12 +62,13 @@ export function etagOf (revision: number): string {
 /** RFC 7396: `patch` merged into `target` (a null member removes it; a non-object replaces). */
 export function mergePatch (target: unknown, patch: unknown): unknown {
   if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch
-  const out: Record<string, unknown> = target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...target as Record<string, unknown> } : {}
+  // A Map, not a plain object: a member may be named `constructor` or `__proto__`.
+  const out = new Map<string, unknown>(target !== null && typeof target === 'object' && !Array.isArray(target) ? Object.entries(target) : [])
   for (const [k, v] of Object.entries(patch)) {
-    if (v === null) delete out[k]
-    else out[k] = mergePatch(out[k], v)
+    if (v === null) out.delete(k)
+    else out.set(k, mergePatch(out.get(k), v))
   }
-  return out
+  return Object.fromEntries(out)
 }
 
 export class StateService {
@@ -85,19 +90,28 @@ export class StateService {
     return { document: documentOf(state), revision: state.revision }
   }
 
-  /** A JSON merge patch on the current document, then apply() of the result. */
+  /**
+   * A JSON merge patch on the current document, then apply() of the result. Without If-Match, a write
+   * committed between the read and the apply makes the patch start again on the new document.
+   */
   async patch (patch: unknown, opts: ApplyOptions): Promise<StateResult> {
-    const { document, revision } = await this.get()
-    checkIfMatch(opts.ifMatch, revision)
-    const merged = mergePatch(document, patch)
-    const parsed = StateDocumentSchema.safeParse(merged)
-    if (!parsed.success) {
-      throw new OperationError('VALIDATION_FAILED', 'the document the patch makes is not a valid state document; nothing was changed', {
-        errors: parsed.error.issues.slice(0, 20).map(i => ({ field: i.path.map(String).join('/'), message: i.message }))
-      })
+    for (let attempt = 1; ; attempt++) {
+      const { document, revision } = await this.get()
+      checkIfMatch(opts.ifMatch, revision)
+      const merged = mergePatch(document, patch)
+      const parsed = StateDocumentSchema.safeParse(merged)
+      if (!parsed.success) {
+        throw new OperationError('VALIDATION_FAILED', 'the document the patch makes is not a valid state document; nothing was changed', {
+          errors: parsed.error.issues.slice(0, 20).map(i => ({ field: i.path.map(String).join('/'), message: i.message }))
+        })
+      }
+      try {
+        // The revision read above must still be the one the patch applies to.
+        return await this.apply(parsed.data, { ...opts, ifMatch: etagOf(revision) })
+      } catch (err) {
+        if (opts.ifMatch !== undefined || attempt >= PATCH_ATTEMPTS || !(err instanceof OperationError) || err.reason !== 'PRECONDITION_FAILED') throw err
+      }
     }
-    // The revision read above must still be the one the patch applies to.
-    return await this.apply(parsed.data, { ...opts, ifMatch: etagOf(revision) })
   }
 
   async apply (doc: StateDocument, opts: ApplyOptions): Promise<StateResult> {
@@ -113,14 +127,14 @@ export class StateService {
     for (const m of [...target.maps, ...current.maps]) keys.add(`map:${m.name}`)
 
     if (opts.dryRun) {
-      const { plan, probes, revision } = await this.#plan(target, opts)
+      const { plan, probes, revision } = await this.#plan(target, opts, current)
       return { dryRun: true, revision, diff: plan.diff, commands: [...probes, ...plan.steps.flatMap(previewOf)], ...warningsOf(plan) }
     }
     let planned: StatePlan | undefined
     let probed: PreviewCommand[] = []
     let before = 0
     const { outcome } = await this.#executor.run({ target: TARGET, lock: [...keys], actor: opts.actor, requestId: opts.requestId }, async (): Promise<Plan> => {
-      const { plan, probes, revision } = await this.#plan(target, opts)
+      const { plan, probes, revision } = await this.#plan(target, opts, current)
       probed = probes
       const missing = plan.locks.filter(k => !keys.has(k))
       // The store or HAProxy moved between the first read and the locks (a create by another client):
@@ -140,9 +154,12 @@ export class StateService {
   }
 
   /** Reads the store and HAProxy and plans; refuses a document that cannot be applied, whole. */
-  async #plan (target: ReturnType<typeof targetOf>, opts: ApplyOptions): Promise<{ plan: StatePlan, probes: PreviewCommand[], revision: number }> {
+  async #plan (target: ReturnType<typeof targetOf>, opts: ApplyOptions, loaded: DesiredState): Promise<{ plan: StatePlan, probes: PreviewCommand[], revision: number }> {
     const store = this.#executor.store
-    const [current, createdIn] = await Promise.all([store.load(), store.createdIn()])
+    // What apply() read to choose its locks is still current unless a write committed since (a
+    // 100,000-entry map costs a fraction of a second to read again).
+    const [revisionNow, createdIn] = await Promise.all([store.revision(), store.createdIn()])
+    const current = revisionNow === loaded.revision ? loaded : await store.load()
     checkIfMatch(opts.ifMatch, current.revision)
     const actual = await readActual(this.#runtime)
     this.#identity.observe(actual.info)
