@@ -67,6 +67,9 @@ function backendOfSubject (subject: string): string | undefined {
  * count). Its subjects are the commit's target and every object a change touches, so that a
  * document applied whole (one revision) matches the filters of each object in it.
  */
+/** Changes listed in one `change` event at most. */
+export const MAX_EVENT_CHANGES = 100
+
 export function changeEvent (r: RevisionRecord): EventBody {
   const subjects = new Set<string>([`${r.target.kind}:${r.target.id}`])
   for (const c of r.changes) {
@@ -88,7 +91,10 @@ export function changeEvent (r: RevisionRecord): EventBody {
       action: r.action,
       target: { kind: r.target.kind, id: r.target.id },
       requestId: r.requestId ?? null,
-      changes: r.changes
+      // A whole state document is one revision of thousands of changes: the event says the first
+      // ones and how many more (GET /state has them all), so that one event stays a few KB.
+      changes: r.changes.length > MAX_EVENT_CHANGES ? r.changes.slice(0, MAX_EVENT_CHANGES) : r.changes,
+      ...(r.changes.length > MAX_EVENT_CHANGES ? { changesOmitted: r.changes.length - MAX_EVENT_CHANGES } : {})
     },
     subjects: [...subjects],
     backends: [...backends]

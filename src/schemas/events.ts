@@ -40,7 +40,8 @@ export const ChangeEventSchema = z.object({
   action: z.string().describe('`create`, `update`, `delete`, `replace`…'),
   target: TargetSchema.describe('What the write was about'),
   requestId: z.string().nullable().describe('The HTTP request id of the write, as in the logs and the audit trail'),
-  changes: z.array(z.record(z.string(), z.unknown())).describe('The changes committed, in order (`op`: backend.put, server.put, map.set, map.replace with an `entryCount` instead of its entries…)')
+  changes: z.array(z.record(z.string(), z.unknown())).describe('The changes committed, in order, at most 100 (see changesOmitted); `op`: backend.put, server.put, map.set, map.replace with an `entryCount` instead of its entries…'),
+  changesOmitted: z.number().int().optional().describe('Changes of this revision not listed (a whole state document applied at once); GET /state has them')
 }).meta({ id: 'ChangeEvent' })
 
 const StatusSchema = z.enum(OPERATIONAL_STATUSES).nullable()

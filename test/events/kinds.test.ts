@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { changeEvent, healthEvent, reconcileEvent, MAX_LISTED_FAILURES } from '../../src/events/kinds.ts'
+import { changeEvent, healthEvent, reconcileEvent, MAX_EVENT_CHANGES, MAX_LISTED_FAILURES } from '../../src/events/kinds.ts'
 import { matches } from '../../src/events/watcher.ts'
 
 const meta = { at: '2026-01-01T00:00:00.000Z', actor: 'api', action: 'apply', requestId: 'r1' }
@@ -25,6 +25,20 @@ describe('event bodies', () => {
     expect(matches({ kinds: all, target: 'map:virt@paths.map' }, e)).toBe(true)
     expect(matches({ kinds: all, target: 'backend:b2' }, e)).toBe(false)
     expect(matches({ kinds: new Set(['health'] as const) }, e)).toBe(false)
+  })
+
+  it('a revision of thousands of changes (a whole state document) lists the first ones, counts the rest, and is still about all of them', () => {
+    const changes = Array.from({ length: 5000 }, (_, i) => ({ op: 'server.put', server: { backend: `b${i}`, name: 's1' } }))
+    const e = changeEvent({ ...meta, revision: 9, target: { kind: 'state', id: 'state' }, changes })
+    const data = e.data as { changes: unknown[], changesOmitted?: number }
+    expect(data.changes).toHaveLength(MAX_EVENT_CHANGES)
+    expect(data.changesOmitted).toBe(5000 - MAX_EVENT_CHANGES)
+    expect(JSON.stringify(e.data).length).toBeLessThan(20_000)
+    expect(matches({ kinds: new Set(['change'] as const), backend: 'b4999' }, e)).toBe(true)
+    // A small revision is listed whole, with no count.
+    const small = changeEvent({ ...meta, revision: 10, target: { kind: 'backend', id: 'b1' }, changes: changes.slice(0, 3) })
+    expect((small.data as { changes: unknown[] }).changes).toHaveLength(3)
+    expect(small.data).not.toHaveProperty('changesOmitted')
   })
 
   it('health is about its server and its backend', () => {
