@@ -69,7 +69,16 @@ export const ConfigBackendSchema = z.object({
 }).strict().meta({ id: 'ConfigBackend' })
 
 export const StateMapSchema = z.object({
-  entries: z.array(MapEntrySchema).max(MAX_REPLACE_ENTRIES).describe('The whole content, in order (the first match wins in lookups)')
+  entries: z.array(MapEntrySchema).max(MAX_REPLACE_ENTRIES)
+    .superRefine((entries, ctx) => {
+      // As PUT /maps/{map}/entries: a second entry with a key could never be looked up.
+      const seen = new Set<string>()
+      for (const [i, e] of entries.entries()) {
+        if (seen.has(e.key)) { ctx.addIssue({ code: 'custom', path: [i, 'key'], message: `duplicate key '${e.key}'` }); return }
+        seen.add(e.key)
+      }
+    })
+    .describe('The whole content, in order (the first match wins in lookups); each key once')
 }).strict().meta({ id: 'StateMap' })
 
 const stateShape = {

@@ -185,16 +185,16 @@ describe('/state (real HAProxy)', () => {
     }
 
     it('an unknown defaults section', async () => {
-      await expectRefused(await withValidPart({ bad: { from: 'nosuchdefaults' } }), { field: /^backends\/bad\/from$/, message: /nosuchdefaults/ })
+      await expectRefused(await withValidPart({ bad: { from: 'nosuchdefaults' } }), { field: /^body\.backends\.bad\.from$/, message: /nosuchdefaults/ })
     })
 
     it('a server keyword HAProxy refuses (ssl, verified by default, with no CA file)', async () => {
       await expectRefused(await withValidPart({ tls: { from: 'mydefaults', servers: { s1: server('u1', { ssl: true }) } } }),
-        { field: /^backends\/tls\/servers\/s1$/, message: /no CA file/ })
+        { field: /^body\.backends\.tls\.servers\.s1$/, message: /no CA file/ })
     })
 
     it("a backend of HAProxy's configuration among hapctl's backends", async () => {
-      await expectRefused(await withValidPart({ webservers: { from: 'mydefaults' } }), { field: /^backends\/webservers$/, message: /configuration/ })
+      await expectRefused(await withValidPart({ webservers: { from: 'mydefaults' } }), { field: /^body\.backends\.webservers$/, message: /configuration/ })
     })
 
     it('an injection attempt in a name, a map key or a map value', async () => {

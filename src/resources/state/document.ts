@@ -14,6 +14,8 @@ export type TargetState = {
   readonly servers: DesiredServer[]
   readonly staticServers: StaticServerSettings[]
   readonly maps: DesiredMap[]
+  /** Names listed both under backends and under configBackends (a document the planner refuses). */
+  readonly listedTwice: string[]
 }
 
 /** `spec` without the keys whose value is undefined, so that two equal specs compare equal as JSON. */
@@ -56,7 +58,8 @@ export function targetOf (doc: StateDocument): TargetState {
     }
   }
   const maps = Object.entries(doc.maps).map(([name, m]) => ({ name, entries: m.entries }))
-  return { backends, servers, staticServers, maps }
+  const listedTwice = Object.keys(doc.configBackends).filter(name => Object.hasOwn(doc.backends, name))
+  return { backends, servers, staticServers, maps, listedTwice }
 }
 
 /** A kept server as the document shows it. */

@@ -77,6 +77,20 @@ function same (a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b)
 }
 
+/**
+ * A server as a document describes it: the weight it should have now in `spec` (a PATCH after the
+ * add keeps it apart in `weight`), so that the store's form and the document's compare equal.
+ */
+function asDocumented (s: DesiredServer): DesiredServer {
+  if (s.weight === null) return s
+  return { ...s, spec: { ...s.spec, weight: s.weight }, weight: null }
+}
+
+/** Whether the store keeps `s` as the document has it. */
+function keptAs (kept: DesiredServer | undefined, s: DesiredServer): boolean {
+  return kept !== undefined && same(asDocumented(kept), s)
+}
+
 function sameEntries (a: readonly MapEntry[], b: readonly MapEntry[]): boolean {
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) if (a[i]?.key !== b[i]?.key || a[i]?.value !== b[i]?.value) return false
@@ -188,6 +202,10 @@ export function planState (input: PlanInput, deps: PlanDeps): StatePlan {
   /** Backends hapctl made in the process answering now (its own, whatever the store says). */
   const ours = (name: string): boolean => createdIn.get(name) === here
 
+  for (const name of target.listedTwice) {
+    problems.push({ field: `body.configBackends.${name}`, message: `'${name}' is under backends too: a backend is either hapctl's (backends) or the configuration's (configBackends)` })
+  }
+
   // --- backends hapctl creates ------------------------------------------------------------------
   for (const b of target.backends) {
     locks.add(`backend:${b.name}`)
@@ -198,15 +216,15 @@ export function planState (input: PlanInput, deps: PlanDeps): StatePlan {
     if (a === undefined) {
       diff.push({ object: `backend/${b.name}`, change: 'add', desired: summaryOfBackend(b, servers.length) })
       create.push(...about(`backend/${b.name}`, createBackendSteps(b, deps, servers.flatMap(s => about(`server/${b.name}/${s.name}`, addServerSteps(s))))))
-      for (const s of servers) changes.push({ op: 'server.put', server: s })
+      for (const s of servers) if (!keptAs(keptServers.get(`${s.backend}/${s.name}`), s)) changes.push({ op: 'server.put', server: s })
       continue
     }
     if (!ours(b.name)) {
-      problems.push({ field: `backends/${b.name}`, message: `HAProxy already has a backend '${b.name}' that hapctl did not create (its configuration defines it): list its servers under configBackends instead` })
+      problems.push({ field: `body.backends.${b.name}`, message: `HAProxy already has a backend '${b.name}' that hapctl did not create (its configuration defines it): list its servers under configBackends instead` })
       continue
     }
     if (kept !== undefined && (kept.from !== b.from || kept.mode !== b.mode)) {
-      problems.push({ field: `backends/${b.name}`, message: `backend '${b.name}' was created from '${kept.from}'${kept.mode === null ? '' : ` (mode ${kept.mode})`}: a backend cannot change its defaults or mode at runtime; remove it in one document and add it in the next` })
+      problems.push({ field: `body.backends.${b.name}`, message: `backend '${b.name}' was created from '${kept.from}'${kept.mode === null ? '' : ` (mode ${kept.mode})`}: a backend cannot change its defaults or mode at runtime; remove it in one document and add it in the next` })
       continue
     }
     const before = diff.length
@@ -223,15 +241,15 @@ export function planState (input: PlanInput, deps: PlanDeps): StatePlan {
   for (const name of configNames) {
     locks.add(`backend:${name}`)
     const a = actual.backends.get(name)
-    if (a === undefined) { problems.push({ field: `configBackends/${name}`, message: `HAProxy has no backend '${name}'` }); continue }
-    if (ours(name) || keptBackends.has(name)) { problems.push({ field: `configBackends/${name}`, message: `'${name}' is a backend hapctl created: list it under backends` }); continue }
+    if (a === undefined) { problems.push({ field: `body.configBackends.${name}`, message: `HAProxy has no backend '${name}'` }); continue }
+    if (ours(name) || keptBackends.has(name)) { problems.push({ field: `body.configBackends.${name}`, message: `'${name}' is a backend hapctl created: list it under backends` }); continue }
     updateServers(name, a, serversOf(target.servers, name), false)
   }
   for (const s of target.staticServers) {
     const row = actual.backends.get(s.backend)?.servers.get(s.name)
     const dynamic = targetServers.has(`${s.backend}/${s.name}`) || keptServers.has(`${s.backend}/${s.name}`)
     if (row === undefined || dynamic) {
-      problems.push({ field: `configBackends/${s.backend}/serverSettings/${s.name}`, message: row === undefined ? `backend '${s.backend}' has no server '${s.name}'` : `'${s.backend}/${s.name}' is a server hapctl adds: set its state and weight under servers` })
+      problems.push({ field: `body.configBackends.${s.backend}.serverSettings.${s.name}`, message: row === undefined ? `backend '${s.backend}' has no server '${s.name}'` : `'${s.backend}/${s.name}' is a server hapctl adds: set its state and weight under servers` })
       continue
     }
     const kept = current.staticServers.find(k => k.backend === s.backend && k.name === s.name)
@@ -263,7 +281,12 @@ export function planState (input: PlanInput, deps: PlanDeps): StatePlan {
     const info = actual.maps.get(m.name)
     const live = liveMaps.get(m.name)
     if (info === undefined || live === undefined) {
-      problems.push({ field: `maps/${m.name}`, message: `HAProxy has no map '${m.name}' (maps cannot be created at runtime: a virt@ map must appear in the configuration)` })
+      problems.push({ field: `body.maps.${m.name}`, message: `HAProxy has no map '${m.name}' (maps cannot be created at runtime: a virt@ map must appear in the configuration)` })
+      continue
+    }
+    const twice = firstDuplicate(m.entries)
+    if (twice !== undefined) {
+      problems.push({ field: `body.maps.${m.name}.entries.${twice}.key`, message: `duplicate key '${m.entries[twice]?.key}': a second entry with a key could never be looked up` })
       continue
     }
     const kept = current.maps.find(k => k.name === m.name)
@@ -309,7 +332,7 @@ export function planState (input: PlanInput, deps: PlanDeps): StatePlan {
     for (const s of wanted) {
       const key = `${s.backend}/${s.name}`
       const kept = keptServers.get(key)
-      if (kept === undefined || !same(kept, s)) changes.push({ op: 'server.put', server: s })
+      if (!keptAs(kept, s)) changes.push({ op: 'server.put', server: s })
       const row = a.servers.get(s.name)
       const object = `server/${backend}/${s.name}`
       if (row === undefined) {
@@ -318,7 +341,7 @@ export function planState (input: PlanInput, deps: PlanDeps): StatePlan {
         continue
       }
       if (!owned && kept === undefined) {
-        problems.push({ field: `configBackends/${backend}/servers/${s.name}`, message: `backend '${backend}' already has a server '${s.name}' (from HAProxy's configuration): use serverSettings for it` })
+        problems.push({ field: `body.configBackends.${backend}.servers.${s.name}`, message: `backend '${backend}' already has a server '${s.name}' (from HAProxy's configuration): use serverSettings for it` })
         continue
       }
       if (kept !== undefined && fixedPart(kept) !== fixedPart(s)) {
@@ -376,6 +399,16 @@ function staticFixes (s: StaticServerSettings, row: Row): Step[] {
     steps.push(commandStep([cmd.setServerState(s.backend, s.name, s.adminState)], [cmd.setServerState(s.backend, s.name, admin)]))
   }
   return steps
+}
+
+/** The index of the first entry whose key came before, if any. */
+function firstDuplicate (entries: readonly MapEntry[]): number | undefined {
+  const seen = new Set<string>()
+  for (const [i, e] of entries.entries()) {
+    if (seen.has(e.key)) return i
+    seen.add(e.key)
+  }
+  return undefined
 }
 
 /** How many entries a map load adds, changes and removes (for the diff). */

@@ -81,7 +81,7 @@ export async function probe (runtime: Runtime, created: readonly DesiredBackend[
         const r = rejectionOf(err)
         if (r === undefined) throw err
         if (r.kind === 'exists' && attempt < 4) continue
-        for (const b of g.backends) problems.push({ field: `backends/${b}/from`, message: `HAProxy refuses to create a backend from '${g.from}'${g.mode === null ? '' : ` in mode ${g.mode}`}: ${r.haproxyMessage}` })
+        for (const b of g.backends) problems.push({ field: `body.backends.${b}.from`, message: `HAProxy refuses to create a backend from '${g.from}'${g.mode === null ? '' : ` in mode ${g.mode}`}: ${r.haproxyMessage}` })
         break
       }
     }
@@ -90,7 +90,7 @@ export async function probe (runtime: Runtime, created: readonly DesiredBackend[
     try {
       if (!added.dynamicServers && g.servers.length > 0) {
         for (const s of g.servers.flatMap(x => x.users)) {
-          problems.push({ field: `backends/${s.backend}/servers/${s.name}`, message: `backends created from '${g.from}' cannot take servers at runtime (${added.note ?? 'a static load-balancing algorithm'})` })
+          problems.push({ field: `body.backends.${s.backend}.servers.${s.name}`, message: `backends created from '${g.from}' cannot take servers at runtime (${added.note ?? 'a static load-balancing algorithm'})` })
         }
       } else {
         for (const [i, s] of g.servers.entries()) {
@@ -101,7 +101,7 @@ export async function probe (runtime: Runtime, created: readonly DesiredBackend[
           } catch (err) {
             const r = rejectionOf(err)
             if (r === undefined) throw err
-            for (const u of s.users) problems.push({ field: `backends/${u.backend}/servers/${u.name}`, message: `HAProxy refuses this server's options: ${r.haproxyMessage}` })
+            for (const u of s.users) problems.push({ field: `body.backends.${u.backend}.servers.${u.name}`, message: `HAProxy refuses this server's options: ${r.haproxyMessage}` })
           }
         }
       }

@@ -17,6 +17,7 @@ import { readActual } from '../../engine/reconciler.ts'
 import type { DesiredState } from '../../engine/store/types.ts'
 import type { CreatedBackend } from '../backends/view.ts'
 import { readContent } from '../pattern-refs/versioned-load.ts'
+import { ifMatchSatisfied } from '../maps/content.ts'
 import type { MapEntry } from '../pattern-refs/versioned-load.ts'
 import type { StateDocument } from '../../schemas/state.ts'
 import { StateDocumentSchema } from '../../schemas/state.ts'
@@ -102,7 +103,7 @@ export class StateService {
       const parsed = StateDocumentSchema.safeParse(merged)
       if (!parsed.success) {
         throw new OperationError('VALIDATION_FAILED', 'the document the patch makes is not a valid state document; nothing was changed', {
-          errors: parsed.error.issues.slice(0, 20).map(i => ({ field: i.path.map(String).join('/'), message: i.message }))
+          errors: parsed.error.issues.slice(0, 20).map(i => ({ field: ['body', ...i.path.map(String)].join('.'), message: i.message }))
         })
       }
       try {
@@ -191,10 +192,10 @@ function warningsOf (plan: StatePlan): { warnings?: string[] } {
   return plan.warnings.length > 0 ? { warnings: plan.warnings } : {}
 }
 
+/** If-Match compares strongly (RFC 9110 §13.1.1): a weak tag never matches, as for maps. */
 function checkIfMatch (ifMatch: string | undefined, revision: number): void {
-  if (ifMatch === undefined || ifMatch.trim() === '*') return
-  const tags = ifMatch.split(',').map(t => t.trim().replace(/^W\//, ''))
-  if (!tags.includes(etagOf(revision))) {
+  if (ifMatch === undefined) return
+  if (!ifMatchSatisfied(ifMatch, etagOf(revision))) {
     throw new OperationError('PRECONDITION_FAILED', `the desired state is at revision ${revision} (ETag ${etagOf(revision)}), not ${ifMatch}; read it again; nothing was changed`)
   }
 }
@@ -205,7 +206,8 @@ function stepOutcomes (steps: readonly Step[], outcome: Outcome): Array<{ label:
   const undone = new Set(outcome.kind === 'applied' ? [] : outcome.undone)
   const left = new Set(outcome.kind === 'applied' ? [] : outcome.left)
   const inDoubt = new Set<string>(outcome.kind === 'applied' ? [] : (outcome.error.state?.inDoubt as string[] | undefined) ?? [])
-  let failedSeen = outcome.kind === 'applied'
+  // With an unknown outcome the step that got no answer is in doubt, and the ones after it never went out.
+  let failedSeen = outcome.kind === 'applied' || outcome.kind === 'unknown'
   return steps.map(s => {
     const commands = previewOf(s).map(c => c.text)
     let result: StepOutcome

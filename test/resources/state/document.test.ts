@@ -50,7 +50,7 @@ async function stored (doc: unknown): Promise<DesiredState> {
 function sorted (t: TargetState): TargetState {
   const by = (x: { backend?: string, name: string }): string => `${x.backend ?? ''}/${x.name}`
   const sort = <T extends { backend?: string, name: string }>(l: readonly T[]): T[] => [...l].sort((a, b) => by(a) < by(b) ? -1 : 1)
-  return { backends: sort(t.backends), servers: sort(t.servers), staticServers: sort(t.staticServers), maps: sort(t.maps) }
+  return { backends: sort(t.backends), servers: sort(t.servers), staticServers: sort(t.staticServers), maps: sort(t.maps), listedTwice: t.listedTwice }
 }
 
 function server (over: Partial<Omit<DesiredServer, 'spec'>> & { spec?: Partial<DesiredServer['spec']> } = {}): DesiredServer {
