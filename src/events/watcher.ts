@@ -120,6 +120,13 @@ export class Watcher {
   /** Resolves once the client has taken what was written (or the stream ended): at once when little is left unread. */
   async writable (): Promise<void> {
     if (this.#closed || this.#res.writableLength <= this.#o.maxBufferBytes / 2) return
+    // 'drain' comes only after a write that returned false (past the stream's highWaterMark: 16 KiB on
+    // Node 20, 64 KiB on Node 22+). Below it none will come: one turn of the event loop lets the
+    // socket take what it can (its I/O phase), which is all a client that reads needs.
+    if (!this.#res.writableNeedDrain) {
+      await new Promise(resolve => setImmediate(resolve))
+      return
+    }
     // One wait shared by every caller (the catch-up, the hub's pacing), so no listener piles up.
     this.#drained ??= new Promise<void>(resolve => {
       const done = (): void => {
