@@ -330,17 +330,8 @@ export function registerBodyParsing (app: FastifyInstance): void {
   const parseJson = app.getDefaultJsonParser(app.initialConfig.onProtoPoisoning ?? 'error', app.initialConfig.onConstructorPoisoning ?? 'error')
   app.removeContentTypeParser(['application/json', 'text/plain'])
 
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, function (request, body, done) {
-    const bytes = body as Buffer
-    const error = checkText(request, bytes)
-    if (error !== undefined) { done(error, undefined); return }
-    const problem = scanJson(bytes, request.routeOptions.config.jsonShape ?? NO_BODY_SHAPE)
-    if (problem !== undefined) { done(refuse(problem), undefined); return }
-    parseJson(request, bytes.toString('utf8'), done)
-  })
-
   // RFC 7396 merge patches are JSON, bounded the same way.
-  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'buffer' }, function (request, body, done) {
+  app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'buffer' }, function (request, body, done) {
     const bytes = body as Buffer
     const error = checkText(request, bytes)
     if (error !== undefined) { done(error, undefined); return }

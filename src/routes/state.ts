@@ -8,7 +8,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod'
 import { z } from 'zod'
 import YAML from 'yaml'
-import type { StateService } from '../resources/state/service.ts'
+import type { ApplyOptions, StateService } from '../resources/state/service.ts'
 import { etagOf } from '../resources/state/service.ts'
 import { ProblemSchema, RUNTIME_PROBLEMS, WRITE_PROBLEMS } from '../schemas/common.ts'
 import { StateDocumentSchema, StatePlanSchema, StateQuerySchema } from '../schemas/state.ts'
@@ -24,6 +24,11 @@ const IfMatchSchema = z.object({
 function wantsYaml (request: FastifyRequest): boolean {
   const accept = request.headers.accept ?? ''
   return /\b(application|text)\/(x-)?yaml\b/.test(accept) && !/\bapplication\/json\b/.test(accept)
+}
+
+/** What PUT and PATCH take from the request besides the body. */
+function applyOptions (request: { query: { dryRun: boolean, timeout: number }, headers: { 'if-match'?: string | undefined }, id: string }): ApplyOptions {
+  return { dryRun: request.query.dryRun, ifMatch: request.headers['if-match'], drainMs: request.query.timeout, requestId: request.id }
 }
 
 /** JSON, or YAML when asked; written as a string, so that a 100,000-entry document is serialised once. */
@@ -78,9 +83,7 @@ export const stateRoutes: FastifyPluginAsyncZod<{ state: StateService }> = async
       response: { 200: StatePlanSchema, 409: ProblemSchema, 412: ProblemSchema, ...WRITE_PROBLEMS }
     }
   }, async function (request, reply) {
-    const result = await state.apply(request.body, {
-      dryRun: request.query.dryRun, ifMatch: request.headers['if-match'], drainMs: request.query.timeout, requestId: request.id
-    })
+    const result = await state.apply(request.body, applyOptions(request))
     reply.header('etag', etagOf(result.revision))
     return send(request, reply, result)
   })
@@ -101,9 +104,7 @@ export const stateRoutes: FastifyPluginAsyncZod<{ state: StateService }> = async
       response: { 200: StatePlanSchema, 409: ProblemSchema, 412: ProblemSchema, ...WRITE_PROBLEMS }
     }
   }, async function (request, reply) {
-    const result = await state.patch(request.body, {
-      dryRun: request.query.dryRun, ifMatch: request.headers['if-match'], drainMs: request.query.timeout, requestId: request.id
-    })
+    const result = await state.patch(request.body, applyOptions(request))
     reply.header('etag', etagOf(result.revision))
     return send(request, reply, result)
   })
