@@ -48,7 +48,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ runtime: Runtime }> = async f
   }, async function () {
     const [info] = await opts.runtime.execute([showInfo()])
     if (info.stopping) {
-      // An old worker after a reload: it accepts changes and then loses them (runtime-notes 6.3).
+      // An old worker after a reload: it accepts changes and then loses them (docs/runtime-api.md#reload-and-restart).
       throw new OperationError('HAPROXY_STOPPING', `the HAProxy process answering (pid ${info.pid}) is stopping after a reload; changes sent to it would be lost`)
     }
     const { nodeName: _node, ...haproxy } = info

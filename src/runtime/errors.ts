@@ -102,7 +102,7 @@ export class RuntimeProtocolError extends RuntimeError {
 
 /**
  * What a rejection means for the caller; derived from HAProxy's own text, since the CLI has no
- * numeric error codes (runtime-notes 1.6).
+ * numeric error codes (docs/runtime-api.md#framing).
  * - not_found: the object named does not exist (`No such backend.`)
  * - exists: the name is taken (`name is already used`, `Already exists a server …`)
  * - conflict: the object is not in a state that allows it (`must be unpublished`, `Wait delay expired`)

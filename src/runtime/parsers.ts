@@ -175,7 +175,7 @@ export const StatType = { FRONTEND: '0', BACKEND: '1', SERVER: '2', LISTENER: '3
 
 /**
  * `show servers state [<backend>]`: a format version line (`1`), a `# be_id be_name …` header, then
- * one space-separated line per server with `-` for empty fields (runtime-notes 4.8).
+ * one space-separated line per server with `-` for empty fields (docs/runtime-api.md#show-servers-state).
  */
 export function parseServersState (reply: string): Row[] {
   const lines = reply.split('\n').filter(l => l.length > 0)
@@ -199,7 +199,7 @@ export type ProcessInfo = {
   releaseDate: string
   pid: number
   uptimeSec: number
-  /** Epoch seconds of the process start; with `pid`, identifies one HAProxy process (runtime-notes 6). */
+  /** Epoch seconds of the process start; with `pid`, identifies one HAProxy process (docs/runtime-api.md#reload-and-restart). */
   startTimeSec: number
   /** 1 on an old worker after a reload: whatever is sent to it is lost. */
   stopping: boolean

@@ -8,13 +8,13 @@ import { StringDecoder } from 'node:string_decoder'
 /**
  * The longest line HAProxy accepts is tune.bufsize (16384 by default) including the final `\n`;
  * a longer one is answered "The command line is too big…" and the connection is closed, losing
- * whatever was pipelined behind it (runtime-notes 1.7). We stay well under it.
+ * whatever was pipelined behind it (docs/runtime-api.md#framing). We stay well under it.
  */
 export const MAX_LINE_BYTES = 16_000
 
 /**
  * Sent first on every connection we keep open for several commands: interactive mode without a
- * prompt. Each reply then ends with one empty line and the connection stays open (runtime-notes 1.4).
+ * prompt. Each reply then ends with one empty line and the connection stays open (docs/runtime-api.md#framing).
  * Never `prompt p`: the `> ` prompt would have to be stripped, and `+ ` appears inside payloads.
  */
 export const INTERACTIVE_PREAMBLE = 'prompt i\n'
@@ -100,7 +100,7 @@ export class ReplyReader {
 /**
  * HAProxy closes the connection right after a few fatal errors, ending them with a single `\n`
  * instead of an empty line ("The command line is too big…", "The payload is too big…",
- * runtime-notes 1.4). When the socket closes on such a remainder, it is that command's reply.
+ * docs/runtime-api.md#framing). When the socket closes on such a remainder, it is that command's reply.
  */
 export function finalReplyOnClose (pending: string): string | undefined {
   if (pending.length === 0 || !pending.endsWith('\n')) return undefined
@@ -115,13 +115,13 @@ export function nonInteractiveReply (received: string): string {
   return received.replace(/\n\n$/, '').replace(/^\n$/, '')
 }
 
-/** The last non-empty line: the one that carries a command's own verdict (runtime-notes 3.4). */
+/** The last non-empty line: the one that carries a command's own verdict (docs/runtime-api.md#del-backend-notices). */
 export function lastLine (reply: string): string {
   const lines = reply.split('\n').filter(l => l.length > 0)
   return lines.length === 0 ? '' : lines[lines.length - 1] as string
 }
 
-/** HAProxy's answer without the state-change notices it sometimes prepends (runtime-notes 3.4). */
+/** HAProxy's answer without the state-change notices it sometimes prepends (docs/runtime-api.md#del-backend-notices). */
 export function withoutNotices (reply: string): string {
   return reply.split('\n')
     .filter(l => !/^Server \S+ is (going|UP|DOWN)\b/.test(l) && !/^backend '.*' has no server available!$/.test(l))

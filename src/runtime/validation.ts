@@ -7,13 +7,13 @@ import { RuntimeArgumentError } from './errors.ts'
 
 /**
  * Proxy (backend, defaults) and server names: HAProxy allows letters, digits and `- . : _` only
- * (runtime-notes 2.4, configuration manual §4 "proxy names"); it sets no length limit, we do.
+ * (docs/runtime-api.md#names-and-values, configuration manual §4 "proxy names"); it sets no length limit, we do.
  * Starting with `-` or `.` is legal for HAProxy but useless and confusing on a command line.
  */
 export const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/
 export const NAME_PATTERN_TEXT = '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$'
 
-/** `show stat` uses these as pseudo server names; a server so named would be ambiguous (runtime-notes 4.9). */
+/** `show stat` uses these as pseudo server names; a server so named would be ambiguous (docs/runtime-api.md#show-stat). */
 export const RESERVED_SERVER_NAMES = ['BACKEND', 'FRONTEND'] as const
 
 export const PROXY_MODES = ['http', 'tcp'] as const
@@ -31,7 +31,7 @@ export const MAX_WAIT_MS = 3_600_000
 /**
  * The last line of defence, applied by the composer to every argument whatever its field: one token,
  * printable, and none of the bytes the CLI tokenizer treats specially: blanks split arguments,
- * `;` and NUL split commands, `\` escapes, CR/LF end the line (runtime-notes 2.1, 2.3).
+ * `;` and NUL split commands, `\` escapes, CR/LF end the line (docs/runtime-api.md#escaping-and-injection).
  */
 // eslint-disable-next-line no-control-regex
 const UNSAFE_TOKEN_CHAR = /[\x00-\x20\x7f;\\\u0080-\u009f\u2028\u2029]/
@@ -85,7 +85,7 @@ export function checkWaitMs (value: number): number {
 
 // --- map keys and values ----------------------------------------------------------------------
 
-/** Longest key and value, in UTF-8 bytes: longer payload lines wedge the CLI (runtime-notes 5.11). */
+/** Longest key and value, in UTF-8 bytes: longer payload lines wedge the CLI (docs/runtime-api.md#long-payload-lines). */
 export const MAP_KEY_MAX_BYTES = 1024
 export const MAP_VALUE_MAX_BYTES = 1024
 
@@ -94,12 +94,12 @@ export const MAP_VALUE_MAX_BYTES = 1024
  * byte, in the CLI form (`add/set map <m> <k> <v>`) and in the payload form (`add map @N <m> <<`) alike:
  * - no control characters (NUL and LF split commands even when escaped, CR ends the line), no `;`
  *   (command separator) and no `\` (escape character; payloads store it raw, so no escaping rule
- *   round-trips in both forms) (runtime-notes 2.1, 2.3, 5.9);
+ *   round-trips in both forms) (docs/runtime-api.md#escaping-and-injection);
  * - no `<<`: a last word starting with `<<` turns a command line into a payload header, and the
  *   connection then waits for a payload (verified on 3.4.7, even with the space escaped);
  * - no lone UTF-16 surrogate, which has no UTF-8 form (it would be stored as U+FFFD);
  * - keys: no blank at all (the key is one word in both forms and `show map` is space-separated),
- *   and no leading `#` (`set map`/`del map` take `#…` as an entry reference, runtime-notes 5.5);
+ *   and no leading `#` (`set map`/`del map` take `#…` as an entry reference, docs/runtime-api.md#names-and-values);
  * - values: single or repeated spaces inside are kept (sent as `\ ` on the CLI, raw in payloads),
  *   but not at either end: a payload drops a value's leading blanks (verified on 3.4.7), and trailing
  *   ones are invisible in every listing. No TAB (a control character).

@@ -78,7 +78,7 @@ export function adminStateOf (adminBits: number): cmd.ServerAdminState {
   return 'ready'
 }
 
-/** `show stat` check_status: `* ` in front while a check runs (runtime-notes 4.9). */
+/** `show stat` check_status: `* ` in front while a check runs (docs/runtime-api.md#show-stat). */
 export function parseCheckStatus (field: string | undefined): { status: string | null, inProgress: boolean } {
   const raw = field ?? ''
   const inProgress = raw.startsWith('* ')

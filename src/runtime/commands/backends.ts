@@ -78,7 +78,7 @@ export type AddBackendResult = {
   /**
    * False when the defaults section uses a static balance algorithm: HAProxy still creates the
    * backend but answers `New backend registered (no support for dynamic servers: …)`, and every
-   * `add server` on it will fail (runtime-notes 3.1).
+   * `add server` on it will fail (docs/runtime-api.md#misleading-replies).
    */
   dynamicServers: boolean
   /** HAProxy's explanation when dynamicServers is false. */
@@ -87,7 +87,7 @@ export type AddBackendResult = {
 
 /**
  * `add backend <name> from <defaults> [mode <mode>]` (management §9.3). The word order matters:
- * 3.4.7 rejects `add backend <name> mode http from <defaults>` with a usage error (runtime-notes 3.1).
+ * 3.4.7 rejects `add backend <name> mode http from <defaults>` with a usage error (docs/runtime-api.md#backends).
  */
 export function addBackend (name: string, from: string, mode?: ProxyMode): Command<AddBackendResult> {
   const args = [checkName('backend', name), 'from', checkName('defaults', from)]

@@ -4,9 +4,9 @@
  * parser that decides, from HAProxy's exact text, whether the command succeeded.
  *
  * HAProxy answers every command with free text and no status code; an empty reply is success for
- * most `set`/`enable`/`add map` commands, and some failures look like successes (runtime-notes,
- * pitfalls 4-6). Every parser here accepts only the success strings observed on 3.4.7 and treats
- * anything else as a rejection carrying HAProxy's own message.
+ * most `set`/`enable`/`add map` commands, and some failures look like successes
+ * (docs/runtime-api.md#misleading-replies). Every parser here accepts only the success strings
+ * observed on 3.4.7 and treats anything else as a rejection carrying HAProxy's own message.
  * @see https://docs.haproxy.org/3.4/management.html#9.3
  */
 import { RuntimeCommandError, RuntimeProtocolError } from '../errors.ts'
@@ -50,7 +50,7 @@ export type ReplySink<T> = {
 export type CommandResult<C> = C extends Command<infer R> ? R : never
 
 /**
- * HAProxy's refusals mapped to what they mean, from the strings 3.4.7 prints (runtime-notes 3-5).
+ * HAProxy's refusals mapped to what they mean, from the strings 3.4.7 prints (docs/runtime-api.md#misleading-replies).
  * First match wins; unmatched text is 'rejected'.
  */
 const REJECTIONS: ReadonlyArray<readonly [RegExp, RejectionKind]> = [
@@ -69,7 +69,7 @@ export function classifyRejection (message: string): RejectionKind {
 
 /**
  * The verdict is on the last line, except after `Unknown command: 'x', but maybe…`, which is followed
- * by a list of suggested commands (runtime-notes 1.6): then the first line decides.
+ * by a list of suggested commands (docs/runtime-api.md#misleading-replies): then the first line decides.
  */
 function classifyReply (message: string): RejectionKind {
   const kind = classifyRejection(lastLine(message) || message)
@@ -91,7 +91,7 @@ export function line (verb: string, ...args: string[]): string {
   return text
 }
 
-/** For commands whose only success is an empty reply (runtime-notes pitfall 4). */
+/** For commands whose only success is an empty reply (docs/runtime-api.md#framing). */
 export function expectEmpty (verb: string): (reply: string) => void {
   return reply => { if (reply !== '') throw rejection(verb, reply) }
 }
@@ -131,7 +131,7 @@ export function experimentalModeOn (): Command<void> {
 
 /**
  * `set timeout cli <seconds>` (management §9.3): this connection's idle timeout; the unit is seconds
- * and 0 is refused (runtime-notes 1.5). Sent by the client before `wait` commands.
+ * and 0 is refused (docs/runtime-api.md#cli-timeout). Sent by the client before `wait` commands.
  */
 export function setCliTimeout (seconds: number): Command<void> {
   const verb = 'set timeout cli'

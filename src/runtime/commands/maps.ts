@@ -27,7 +27,7 @@ export type MapInfo = {
 
 /**
  * `<verb> <args…> <value>` where the value may hold spaces: each is sent as `\ `, the CLI's escape
- * for a blank inside one argument (runtime-notes 2.1, 2.2); without it HAProxy keeps only the first
+ * for a blank inside one argument (docs/runtime-api.md#escaping-and-injection); without it HAProxy keeps only the first
  * word of the value and silently drops the rest. checkMapValue has already refused `\`, `;`, control
  * characters and `<<`, so a space is the only byte escaped.
  */
@@ -51,7 +51,7 @@ function versionArg (version: number): string {
 
 const MAP_LIST_LINE = /^(\d+) \((.*?)\) (.*)$/
 
-/** `show map` list: a `# id (file) description` header, then one line per map (runtime-notes 5.1). */
+/** `show map` list: a `# id (file) description` header, then one line per map (docs/runtime-api.md#maps). */
 export function parseShowMapList (reply: string): MapInfo[] {
   const lines = reply.split('\n').filter(l => l.length > 0)
   return lines.slice(1).map(l => {
@@ -156,7 +156,7 @@ const isHex = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && 
 
 /**
  * `show map [@<ver>] <map>` entries to a visitor: `<0x id> <key> <value>` per line, in insertion order
- * (runtime-notes 5.2), split at the first two spaces: keys written through hapctl have no spaces, so
+ * (docs/runtime-api.md#maps), split at the first two spaces: keys written through hapctl have no spaces, so
  * the value is the rest of the line, inner spaces included. A line that is not an entry can only be
  * the continuation of a value holding a newline (stored by someone else with `\` + LF); it is joined
  * back to it, so an entry reaches the visitor once the next one starts (or the reply ends).
@@ -203,7 +203,7 @@ function showMapText (map: string, version?: number): string {
 
 // --- builders ---------------------------------------------------------------------------------
 
-/** `show map` (management §9.3): every map, with its id and versions. Needs level admin (runtime-notes 1.9). */
+/** `show map` (management §9.3): every map, with its id and versions. Needs level admin (docs/runtime-api.md#privilege-level). */
 export function showMaps (): Command<MapInfo[]> {
   return showCommand('show map', 'show map', parseShowMapList, r => r.startsWith('# id'))
 }
@@ -228,7 +228,7 @@ export function scanMapEntries<T> (map: string, visitor: () => MapEntryVisitor<T
 
 /**
  * `show map [@<ver>] <map>`, counting lines only. Used instead of `entry_cnt`, which counts every
- * version and is wrong for a map used by two converters (runtime-notes 5.1, pitfall 9).
+ * version and is wrong for a map used by two converters (docs/runtime-api.md#maps).
  */
 export function countMapEntries (map: string, version?: number): Command<number> {
   const text = showMapText(map, version)
@@ -237,7 +237,7 @@ export function countMapEntries (map: string, version?: number): Command<number>
 
 /**
  * `add map <map> <key> <value>` (management §9.3): answers an empty line; never de-duplicates
- * (runtime-notes 5.4). Spaces inside the value are escaped.
+ * (docs/runtime-api.md#maps). Spaces inside the value are escaped.
  */
 export function addMapEntry (map: string, key: string, value: string): Command<void> {
   const verb = 'add map'
@@ -246,7 +246,7 @@ export function addMapEntry (map: string, key: string, value: string): Command<v
 
 /**
  * `set map <map> <key> <value>` (management §9.3): changes every entry with that key; `entry not
- * found.` (kind not_found) when there is none, and it does not insert (runtime-notes 5.5).
+ * found.` (kind not_found) when there is none, and it does not insert (docs/runtime-api.md#maps).
  */
 export function setMapEntry (map: string, key: string, value: string): Command<void> {
   const verb = 'set map'
@@ -286,7 +286,7 @@ const GET_MAP_LINE = /^type=([a-z_]+), case=(sensitive|insensitive), found=(yes|
 
 /**
  * `get map <map> <sample>` (management §9.3): looks the sample up the way the converters that use the
- * map do (a pattern match, not an exact key lookup), one line per converter (runtime-notes 5.3).
+ * map do (a pattern match, not an exact key lookup), one line per converter (docs/runtime-api.md#maps).
  */
 export function getMapLookup (map: string, sample: string): Command<MapLookup[]> {
   const verb = 'get map'
@@ -310,7 +310,7 @@ export function exactKeyFromLookup (lookups: readonly MapLookup[], key: string):
 
 /**
  * `del map <map> <key>` (management §9.3): deletes ONE entry, the oldest, although the manual says all
- * (runtime-notes 5.6). Resolves true when one was deleted, false on `Key not found.`.
+ * (docs/runtime-api.md#maps). Resolves true when one was deleted, false on `Key not found.`.
  */
 export function delMapEntry (map: string, key: string): Command<boolean> {
   const verb = 'del map'
@@ -341,7 +341,7 @@ export function prepareMap (map: string): Command<number> {
 
 /**
  * `commit map @<ver> <map>` (management §9.3): makes the version current, atomically for lookups
- * (runtime-notes 5.8). `Version number out of range.` when someone committed or prepared after us.
+ * (docs/runtime-api.md#versioned-map-loads). `Version number out of range.` when someone committed or prepared after us.
  */
 export function commitMap (map: string, version: number): Command<void> {
   const verb = 'commit map'
@@ -355,7 +355,7 @@ export function clearMapVersion (map: string, version: number): Command<void> {
 }
 
 /**
- * `add map @<ver> <map> <<` + payload (management §9.3 "payload", runtime-notes 5.9): one `key value`
+ * `add map @<ver> <map> <<` + payload (management §9.3 "payload", docs/runtime-api.md#escaping-and-injection): one `key value`
  * line per entry. In a payload the key is the first word and the value the rest of the line, spaces
  * kept, escapes NOT processed, so keys and values go raw; checkMapKey/checkMapValue guarantee a line
  * never starts with a blank, holds no newline and has a value (a key-only line would swallow the next).
@@ -372,7 +372,7 @@ export function addMapPayload (map: string, version: number, entries: readonly M
  * Splits entries into `add map @<ver> <map> <<` payload commands whose whole request (command line,
  * payload, final empty line) is at most 16000 bytes (MAX_PAYLOAD_REQUEST_BYTES). Each is sent on its own
  * fresh connection (RuntimeClient.executePayload), so no payload line can end at the 16384-byte stream
- * boundary where HAProxy would cut the payload short (runtime-notes 5.10). One entry line is at most
+ * boundary where HAProxy would cut the payload short (docs/runtime-api.md#payload-boundary). One entry line is at most
  * 2050 bytes (MAP_KEY_MAX_BYTES + MAP_VALUE_MAX_BYTES + 2), so every entry fits in some chunk.
  * Each key and value is checked once, and each payload built as one string as it goes: a million
  * entries are split in one pass.

@@ -31,7 +31,7 @@ export function shutdownSessions (backend: string, server: string): Command<void
   return onServer('shutdown sessions server', backend, server)
 }
 
-/** `disable agent <b>/<s>` (management §9.3): an agent would otherwise undo a CLI `state maint` (runtime-notes 4.6). */
+/** `disable agent <b>/<s>` (management §9.3): an agent would otherwise undo a CLI `state maint` (docs/runtime-api.md#servers). */
 export function disableAgent (backend: string, server: string): Command<void> {
   return onServer('disable agent', backend, server)
 }
@@ -59,7 +59,7 @@ export function delServer (backend: string, server: string): Command<void> {
 export const SSL_VERIFY_MODES = ['none', 'required'] as const
 export type SslVerify = typeof SSL_VERIFY_MODES[number]
 
-/** Bounds of the numeric `add server` arguments we send; HAProxy itself accepts garbage for some (pitfall 5). */
+/** Bounds of the numeric `add server` arguments we send; HAProxy itself accepts garbage for some (docs/runtime-api.md#misleading-replies). */
 export const SERVER_LIMITS = {
   port: { min: 1, max: 65535 },
   weight: { min: 0, max: 256 },
@@ -73,7 +73,7 @@ export const SERVER_LIMITS = {
 export const SNI_PATTERN = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
 
 export type AddServerOptions = {
-  /** An IPv4 or IPv6 literal: HAProxy takes anything else as an FQDN it never resolves (runtime-notes 4.2). */
+  /** An IPv4 or IPv6 literal: HAProxy takes anything else as an FQDN it never resolves (docs/runtime-api.md#names-and-values). */
   address: string
   port: number
   check?: boolean | undefined
@@ -135,14 +135,14 @@ export function addServerKeywords (o: AddServerOptions): string[] {
     if (o.fall !== undefined) kw.push('fall', checkInt('fall', o.fall, SERVER_LIMITS.fall))
     if (o.checkPort !== undefined) kw.push('port', checkInt('checkPort', o.checkPort, SERVER_LIMITS.port))
     // `addr` on the add line works on 3.4.7 (sets the check and agent address), unlike
-    // `set server … check-addr`, which rejects every IP (pitfall 23).
+    // `set server … check-addr`, which rejects every IP (docs/runtime-api.md#servers).
     // The keyword takes an IPv6 address only in brackets on 3.4.7 (`addr ::1` → "invalid address:
     // ':' in '::1'"), unlike `set server … addr`, which takes it bare.
     if (o.checkAddr !== undefined) {
       const ip = checkIp('checkAddr', o.checkAddr)
       kw.push('addr', isIP(ip) === 6 ? `[${ip}]` : ip)
     }
-    // Without it a server is UP before its first check has run (pitfall 12): new servers get `down`.
+    // Without it a server is UP before its first check has run (docs/runtime-api.md#servers): new servers get `down`.
     kw.push('init-state', o.initState === 'up' ? 'up' : 'down')
   }
   if (o.weight !== undefined) kw.push('weight', checkInt('weight', o.weight, SERVER_LIMITS.weight))
@@ -165,7 +165,7 @@ export function addServerKeywords (o: AddServerOptions): string[] {
 
 /**
  * `add server <b>/<s> <ip>:<port> [kw…]` (management §9.3 `add server`). The server starts in
- * maintenance whatever the keywords say (runtime-notes 4.1); `check` only configures the check.
+ * maintenance whatever the keywords say (docs/runtime-api.md#servers); `check` only configures the check.
  */
 export function addServer (backend: string, server: string, options: AddServerOptions): Command<void> {
   const verb = 'add server'
@@ -179,18 +179,18 @@ export function addServer (backend: string, server: string, options: AddServerOp
   }
 }
 
-/** `set server <b>/<s> weight <n>` (management §9.3): absolute weights only; `50%` rounds down (pitfall 13). */
+/** `set server <b>/<s> weight <n>` (management §9.3): absolute weights only; `50%` rounds down (docs/runtime-api.md#misleading-replies). */
 export function setServerWeight (backend: string, server: string, weight: number): Command<void> {
   const verb = 'set server weight'
   return { text: line('set server', serverRef(backend, server), 'weight', checkInt('weight', weight, SERVER_LIMITS.weight)), verb, parse: expectEmpty(verb) }
 }
 
-/** Replies of `set server … addr` on success (runtime-notes 4.5): not empty, unlike the other `set server` forms. */
+/** Replies of `set server … addr` on success (docs/runtime-api.md#misleading-replies): not empty, unlike the other `set server` forms. */
 const ADDR_CHANGED = /^(IP changed from '[^']*' to '[^']*'(, port changed from '[^']*' to '[^']*')?|port changed from '[^']*' to '[^']*') by 'stats socket command'$|^nothing changed$/
 
 /**
  * `set server <b>/<s> addr <ip> [port <p>]` (management §9.3). HAProxy takes the port modulo 65536
- * without complaint (pitfall 5), so it is range-checked here.
+ * without complaint (docs/runtime-api.md#misleading-replies), so it is range-checked here.
  */
 export function setServerAddr (backend: string, server: string, address: string, port?: number): Command<void> {
   const verb = 'set server addr'
@@ -208,7 +208,7 @@ export function enableHealth (backend: string, server: string): Command<void> {
   return onServer('enable health', backend, server)
 }
 
-/** `disable health <b>/<s>` (management §9.3). Answers an empty line even without checks (pitfall 5): callers check first. */
+/** `disable health <b>/<s>` (management §9.3). Answers an empty line even without checks (docs/runtime-api.md#misleading-replies): callers check first. */
 export function disableHealth (backend: string, server: string): Command<void> {
   return onServer('disable health', backend, server)
 }
