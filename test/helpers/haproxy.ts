@@ -20,8 +20,8 @@ import type { Upstream } from './upstream.ts'
  *   afterAll(() => h?.stop())
  *
  * `startHaproxy({ masterWorker: true })` runs the master-worker model production uses (`-W -S
- * <dir>/master.sock`), so desired-state tests can reload() (new worker, runtime changes gone, runtime-notes
- * 6.3), kill() + start() (HAProxy down for a while) and watch identity() change.
+ * <dir>/master.sock`), so desired-state tests can reload() (new worker, runtime changes gone,
+ * docs/runtime-api.md#reload-and-restart), kill() + start() (HAProxy down for a while) and watch identity() change.
  */
 
 export interface HaproxyPorts {
@@ -51,7 +51,7 @@ export interface StartHaproxyOptions {
   masterWorker?: boolean
 }
 
-/** What `show info` says about the process answering the Runtime API (runtime-notes 6.1). */
+/** What `show info` says about the process answering the Runtime API (docs/runtime-api.md#reload-and-restart). */
 export interface HaproxyIdentity {
   /** `Pid`: the worker in master-worker mode. */
   pid: number
@@ -358,7 +358,7 @@ function masterCommand (path: string, line: string, timeoutMs: number): Promise<
   })
 }
 
-/** Parses `show info` (runtime-notes 6.1); throws with the reply when a field is missing. */
+/** Parses `show info` (docs/runtime-api.md#reload-and-restart); throws with the reply when a field is missing. */
 function parseIdentity (reply: string): HaproxyIdentity {
   const fields = new Map<string, string>()
   for (const line of reply.split('\n')) {

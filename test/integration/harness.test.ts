@@ -195,7 +195,7 @@ describe('integration harness, master-worker mode', () => {
       expect(await h.cli('get weight webservers/web1')).toBe('1 (initial 1)\n\n')
       expect(await httpGet(h.frontendUrl + '/ref/a')).toEqual({ status: 200, body: 'srv=web1 path=/ref/a\n' })
 
-      // A connection opened before the reload still talks to the old, stopping worker (runtime-notes 6.3),
+      // A connection opened before the reload still talks to the old, stopping worker (docs/runtime-api.md#reload-and-restart),
       // which the master lists as an old worker until that connection goes.
       const old = await held.send('show info')
       expect(infoField(old, 'Pid')).toBe(String(before.pid))

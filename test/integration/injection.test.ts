@@ -8,7 +8,7 @@ import type { HaproxyInstance } from '../helpers/haproxy.ts'
 /*
  * Command injection through every user-supplied value of /backends, against a real HAProxy: each
  * payload would run a second command (or split an argument) if it reached the CLI verbatim
- * (runtime-notes 2.1, 2.3). hapctl must refuse it with 400 and HAProxy's state must not move.
+ * (docs/runtime-api.md#escaping-and-injection). hapctl must refuse it with 400 and HAProxy's state must not move.
  */
 
 const PROBLEM_JSON = /^application\/problem\+json/

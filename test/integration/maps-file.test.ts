@@ -74,7 +74,7 @@ describe('a file map', () => {
     expect(replaced.statusCode, replaced.body).toBe(200)
     expect(await hostGet('a.example')).toBe('srv=r1')
     expect(await hostGet('b.example')).toBe('srv=web1')
-    // Runtime changes are not written to the file (runtime-notes 5.13); hapctl keeps the content under the map's path.
+    // Runtime changes are not written to the file (docs/runtime-api.md#maps); hapctl keeps the content under the map's path.
     expect(readFileSync(file, 'utf8')).toBe('# host → backend\na.example static_unref\n')
     const after = await app.inject({ url: '/maps' })
     expect((after.json().items as Array<{ name: string, managed: boolean }>).find(m => m.name === file)?.managed).toBe(true)

@@ -1,7 +1,7 @@
 /**
  * Injection-proofing of every command builder, by property: whatever string lands at any argument
  * position, the builder either refuses it with RuntimeArgumentError or composes a line that HAProxy's
- * tokenizer splits into exactly the intended arguments (runtime-notes 2.1, 2.3, pitfall 1).
+ * tokenizer splits into exactly the intended arguments (docs/runtime-api.md#escaping-and-injection).
  */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
@@ -40,7 +40,7 @@ type Builder = {
 }
 
 const s = (a: string[], i: number): string => a[i] as string
-/** How a map value goes on the command line: its spaces escaped as `\ ` (runtime-notes 2.2). */
+/** How a map value goes on the command line: its spaces escaped as `\ ` (docs/runtime-api.md#escaping-and-injection). */
 const escaped = (v: string): string => v.replaceAll(' ', '\\ ')
 
 const builders: Builder[] = [

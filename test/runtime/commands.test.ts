@@ -1,6 +1,6 @@
 /**
  * Command builders: the exact text each one sends, and how its parser judges HAProxy 3.4.7's exact
- * replies (runtime-notes 3-5; pitfalls 4-6).
+ * replies (docs/runtime-api.md#misleading-replies).
  */
 import { describe, expect, it } from 'vitest'
 import * as cmd from '../../src/runtime/commands/index.ts'
@@ -139,7 +139,7 @@ describe('arguments refused before any text is composed', () => {
     expect(build).toThrow(expect.objectContaining({ field, code: 'RUNTIME_INVALID_ARGUMENT' }))
   })
 
-  it('escapes the spaces inside a map value as `\\ ` (runtime-notes 2.2)', () => {
+  it('escapes the spaces inside a map value as `\\ `', () => {
     expect(cmd.addMapEntry('virt@m', '/k', 'two  words').text).toBe('add map virt@m /k two\\ \\ words')
   })
 })

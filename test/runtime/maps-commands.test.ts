@@ -114,7 +114,7 @@ describe('RuntimeClient.executePayload', () => {
 })
 
 describe('get map as an exact-key test', () => {
-  // Replies as HAProxy 3.4.7 prints them (runtime-notes 5.3).
+  // Replies as HAProxy 3.4.7 prints them (docs/runtime-api.md#maps).
   const found = 'type=beg, case=sensitive, found=yes, idx=tree, key="/alpha", value="dyn1", type="str"'
   const notFound = 'type=beg, case=sensitive, found=no'
 

@@ -8,7 +8,7 @@ import { OperationError } from '../../src/engine/outcomes.ts'
 /*
  * Whatever the strings, a map builder either throws RuntimeArgumentError before composing anything, or
  * composes exactly one command whose tokens give back the key and value: nothing the CLI tokenizer
- * treats specially (runtime-notes 2.1) and no payload header can slip through.
+ * treats specially (docs/runtime-api.md#escaping-and-injection) and no payload header can slip through.
  */
 const awkward = fc.oneof(
   fc.string({ unit: 'grapheme', maxLength: 40 }),
@@ -16,7 +16,7 @@ const awkward = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 20 })
 )
 
-/** The CLI's tokenizer (runtime-notes 2.1): blanks split, `\x` is x, `;` and NUL end the command. */
+/** The CLI's tokenizer (docs/runtime-api.md#escaping-and-injection): blanks split, `\x` is x, `;` and NUL end the command. */
 function tokenize (line: string): { commands: number, words: string[] } {
   const words: string[] = []
   let word = ''

@@ -1,5 +1,6 @@
 /**
- * Parsers of `show …` output, fed HAProxy 3.4.7's own text (runtime-notes 3.6, 4.8, 4.9).
+ * Parsers of `show …` output, fed HAProxy 3.4.7's own text (docs/runtime-api.md#show-servers-state,
+ * docs/runtime-api.md#show-stat).
  */
 import { describe, expect, it } from 'vitest'
 import { RuntimeProtocolError } from '../../src/runtime/errors.ts'

@@ -1,6 +1,7 @@
 /**
  * Framing of interactive (`prompt i`) replies: whatever way the bytes are chunked, the same replies
- * come out. Streams are byte-exact copies of HAProxy 3.4.7 output (runtime-notes 1.2-1.7, 3.4, 4.8).
+ * come out. Streams are byte-exact copies of HAProxy 3.4.7 output
+ * (docs/runtime-api.md#framing, docs/runtime-api.md#del-backend-notices, docs/runtime-api.md#show-servers-state).
  */
 import { describe, expect, it } from 'vitest'
 import { INTERACTIVE_PREAMBLE, ReplyReader, finalReplyOnClose, lastLine, nonInteractiveReply, withoutNotices } from '../../src/runtime/protocol.ts'
@@ -153,7 +154,7 @@ describe('lastLine', () => {
 })
 
 describe('withoutNotices', () => {
-  it('removes server state-change and no-server-available notices (runtime-notes 3.4)', () => {
+  it('removes server state-change and no-server-available notices', () => {
     const reply = [
       'Server tmpb/s1 is UP/READY (leaving forced maintenance).',
       'Server tmpb/s1 is going DOWN for maintenance. 0 active and 0 backup servers left.',
