@@ -31,7 +31,8 @@ interface Exchange { reply: string, closed: boolean }
  * `end: true` half-closes after the write (EOF without a final newline).
  */
 function exchange (bytes: string, opts: { quietMs?: number, end?: boolean, path?: string } = {}): Promise<Exchange> {
-  const quietMs = opts.quietMs ?? 300
+  // Generous: an exchange HAProxy closes ends at the close; only one left open waits this long.
+  const quietMs = opts.quietMs ?? 2_000
   return new Promise((resolve, reject) => {
     let reply = ''
     let timer: NodeJS.Timeout | undefined
@@ -73,7 +74,7 @@ describe('framing (docs/runtime-api.md#framing)', () => {
 
   it('`prompt i`: answered by an empty line, then one reply per line, each ending with an empty line, and the connection stays open', async () => {
     const version = (await h.cli('show version')).replace(/\n+$/, '')
-    const { reply, closed } = await exchange('prompt i\nshow version\nadd map virt@paths.map /i x\nshow version\n')
+    const { reply, closed } = await exchange('prompt i\nshow version\nadd map virt@paths.map /i x\nshow version\n', { quietMs: 1_000 })
     expect(reply).toBe(`\n${version}\n\n\n${version}\n\n`)
     expect(closed).toBe(false)
   })
