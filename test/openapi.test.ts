@@ -4,6 +4,9 @@ import { describe, expect, it } from 'vitest'
 import type { ZodType } from 'zod'
 import { SPEC_PATH, generateSpec } from '../src/openapi.ts'
 import { CreateBackendSchema, PatchBackendSchema } from '../src/schemas/backends.ts'
+import { REASONS } from '../src/engine/outcomes.ts'
+import type { Reason } from '../src/engine/outcomes.ts'
+import { codeOf } from '../src/errors.ts'
 import { CreateServerSchema, PatchServerSchema } from '../src/schemas/servers.ts'
 
 describe('openapi/openapi.json', () => {
@@ -49,6 +52,38 @@ describe('openapi/openapi.json', () => {
           expect(response.description, where).not.toMatch(/^(Error|Default Response|)$/)
         }
       }
+    }
+  })
+
+  const WITH_ETAG = ['GET /maps/{map}/entries', 'PUT /maps/{map}/entries', 'PATCH /maps/{map}/entries', 'GET /maps/{map}/entries/{key}', 'GET /state', 'PUT /state', 'PATCH /state']
+  it('documents the headers clients read, and where calls go', async () => {
+    const spec = JSON.parse(await generateSpec())
+    expect(spec.servers).toEqual([{ url: '/', description: expect.any(String) }])
+    let created = 0
+    for (const [path, item] of Object.entries(spec.paths as Record<string, Record<string, any>>)) {
+      for (const [method, op] of Object.entries(item)) {
+        for (const [status, response] of Object.entries(op.responses as Record<string, { headers?: Record<string, { $ref: string }> }>)) {
+          const where = `${method.toUpperCase()} ${path} ${status}`
+          const headers = Object.keys(response.headers ?? {})
+          expect(headers, where).toContain('x-request-id')
+          if (status === '201') { created++; expect(headers, where).toContain('Location') }
+          if (status === '401' || status === '403') expect(headers, where).toContain('WWW-Authenticate')
+          if (status === '503') expect(headers, where).toContain('Retry-After')
+          // The versions If-Match takes: a map's content and the desired-state revision.
+          if (status === '200') expect(headers.includes('ETag'), where).toBe(WITH_ETAG.includes(`${method.toUpperCase()} ${path}`))
+          for (const h of Object.values(response.headers ?? {})) expect(spec.components.headers[h.$ref.split('/').pop() as string], where).toBeDefined()
+        }
+      }
+    }
+    expect(created).toBeGreaterThanOrEqual(4)
+  })
+
+  it('says what each problem code means', async () => {
+    const spec = JSON.parse(await generateSpec())
+    for (const reason of Object.keys(REASONS) as Reason[]) {
+      const row = (spec.info.description as string).split('\n').find(l => l.startsWith(`| \`${codeOf(reason)}\` |`))
+      expect(row, reason).toBeDefined()
+      expect(row?.split('|')[3]?.trim().length ?? 0, reason).toBeGreaterThan(10)
     }
   })
 

@@ -9,6 +9,7 @@ import swaggerUi from '@fastify/swagger-ui'
 import { jsonSchemaTransform, jsonSchemaTransformObject } from '@fastify/type-provider-zod'
 import { problemCatalogMarkdown, titleFor } from '../errors.ts'
 import { requirementOf } from '../auth/scopes.ts'
+import { OPERATION_EXAMPLES } from '../schemas/examples.ts'
 
 export const API_VERSION = '0.1.0'
 
@@ -16,6 +17,45 @@ type Json = Record<string, any>
 
 /** Descriptions of the success statuses (titleFor names the error statuses only). */
 const SUCCESS_DESCRIPTIONS: Readonly<Record<string, string>> = { 200: 'OK', 201: 'Created', 204: 'No Content' }
+
+/**
+ * The response headers a client may read, as `components.headers`: generated clients type them only
+ * when the document names them. Which response carries which: {@link headersOf}.
+ */
+const HEADERS: Readonly<Record<string, Json>> = {
+  RequestId: {
+    description: "The request's id: the caller's `x-request-id` when it is 1-128 characters of `A-Za-z0-9._:@/+=-`, otherwise a new UUID. " +
+      'Every log line of the request and its audit entry carry it.',
+    schema: { type: 'string' }
+  },
+  ETag: {
+    description: 'The version of what was read or written (a map\'s whole content, or the desired-state revision): give it in `If-Match` to write only if nothing changed since.',
+    schema: { type: 'string' }
+  },
+  Location: { description: 'The path of what was created', schema: { type: 'string' } },
+  WWWAuthenticate: {
+    description: 'The bearer challenge (RFC 6750 §3): `Bearer realm="hapctl"`, with `error="insufficient_scope", scope="<scope>"` on a 403.',
+    schema: { type: 'string' }
+  },
+  RetryAfter: {
+    description: 'Seconds to wait before retrying, sent when the cause clears by itself (HAPX_BUSY, HAPX_RUNTIME_BUSY, HAPX_LARGE_BODIES_BUSY, ' +
+      'HAPX_TOO_MANY_WATCHERS, HAPX_SHUTTING_DOWN)',
+    schema: { type: 'integer', minimum: 0 }
+  }
+}
+
+/** The operations whose 200 carries an ETag (src/routes/maps.ts and state.ts set it). */
+const ETAG_OPERATIONS: ReadonlySet<string> = new Set(['listMapEntries', 'replaceMapEntries', 'patchMapEntries', 'getMapEntry', 'getState', 'replaceState', 'patchState'])
+
+/** The headers of one response: x-request-id on every one (src/app.ts), the others where the code sets them. */
+export function headersOf (operationId: string, status: string): Record<string, string> {
+  const names: Record<string, string> = { 'x-request-id': 'RequestId' }
+  if (status === '200' && ETAG_OPERATIONS.has(operationId)) names.ETag = 'ETag'
+  if (status === '201') names.Location = 'Location'
+  if (status === '401' || status === '403') names['WWW-Authenticate'] = 'WWWAuthenticate'
+  if (status === '503') names['Retry-After'] = 'RetryAfter'
+  return names
+}
 
 /**
  * Finishing touches the generator cannot express: error responses are `application/problem+json`
@@ -52,8 +92,21 @@ export function polishDocument (doc: Json): Json {
           if (content['application/json'] !== undefined) content['application/json'] = { schema: others[0] }
         }
       }
+      // Swagger UI prefills "Try it out" with a parameter's `example` first, then its schema's.
+      const examples = OPERATION_EXAMPLES[op.operationId]
+      for (const param of op.parameters ?? []) {
+        const example = examples?.params?.[param.name]
+        if (example !== undefined) param.example = example
+      }
+      for (const [mediaType, example] of Object.entries(examples?.body ?? {})) {
+        const media = op.requestBody?.content?.[mediaType]
+        if (media === undefined) throw new Error(`an example for ${op.operationId} ${mediaType}, which it does not take`)
+        media.example = example
+      }
       for (const [status, response] of Object.entries<Json>(op.responses ?? {})) {
         if (response.description === 'Default Response' || response.description === '') response.description = SUCCESS_DESCRIPTIONS[status] ?? titleFor(Number(status))
+        response.headers = Object.fromEntries(Object.entries(headersOf(op.operationId, status))
+          .map(([name, component]) => [name, { $ref: `#/components/headers/${component}` }]))
         const json = response.content?.['application/json']
         if (json?.schema?.$ref === '#/components/schemas/Problem') {
           response.content = { 'application/problem+json': json }
@@ -75,7 +128,53 @@ export function polishDocument (doc: Json): Json {
   }
   visit(doc.paths)
   for (const name of Object.keys(schemas)) if (!used.has(name)) delete schemas[name]
+  doc.components.headers = { ...HEADERS }
+  describeDefaultsOfRequests(doc)
   return doc
+}
+
+/**
+ * In the schemas only requests use, a property's `default` becomes a sentence of its description.
+ * The value is what hapctl uses when the field is absent, but generators read `default` as "always
+ * present": openapi-typescript at its default settings (defaultNonNullable) makes such fields required
+ * in every component, so a typed client would have to send `published`, `check`, `enabled`… (issue 11).
+ * Parameters keep theirs: Swagger UI prefills a parameter with it and generators leave parameters optional.
+ */
+function describeDefaultsOfRequests (doc: Json): void {
+  const schemas: Json = doc.components?.schemas ?? {}
+  const reachable = (roots: unknown[]): Set<string> => {
+    const seen = new Set<string>()
+    const visit = (node: unknown): void => {
+      if (Array.isArray(node)) { node.forEach(visit); return }
+      if (node === null || typeof node !== 'object') return
+      for (const [k, v] of Object.entries(node)) {
+        if (k === '$ref' && typeof v === 'string' && v.startsWith('#/components/schemas/')) {
+          const name = v.slice('#/components/schemas/'.length)
+          if (!seen.has(name)) { seen.add(name); visit(schemas[name]) }
+        } else visit(v)
+      }
+    }
+    roots.forEach(visit)
+    return seen
+  }
+  const operations = Object.values<Json>(doc.paths ?? {}).flatMap(item => Object.values<Json>(item))
+  const inResponses = reachable(operations.map(op => op.responses))
+  const requestOnly = [...reachable(operations.map(op => op.requestBody))].filter(name => !inResponses.has(name))
+  const strip = (node: unknown): void => {
+    if (Array.isArray(node)) { node.forEach(strip); return }
+    if (node === null || typeof node !== 'object') return
+    const properties: Json | undefined = (node as Json).properties
+    for (const property of Object.values<Json>(properties ?? {})) {
+      if (property !== null && typeof property === 'object' && 'default' in property) {
+        const said = `Default: \`${JSON.stringify(property.default)}\`.`
+        property.description = property.description === undefined ? said : `${String(property.description).replace(/\.?$/, '.')} ${said}`
+        delete property.default
+      }
+    }
+    for (const v of Object.values(node)) strip(v)
+  }
+  for (const name of requestOnly) strip(schemas[name])
+  for (const op of operations) strip(op.requestBody)
 }
 
 export async function registerSwagger (app: FastifyInstance): Promise<void> {
@@ -91,14 +190,20 @@ export async function registerSwagger (app: FastifyInstance): Promise<void> {
           'reconciler after every restart or reload of HAProxy, and whenever it drifts: `GET /status` shows how HAProxy compares. ' +
           'A failed write says in `outcome` what HAProxy was left like: `refused`, `undone`, `left`, or `unknown` (no answer came; ' +
           'the change was recorded and hapctl makes HAProxy match it).\n\n' +
-          '## Problem codes\n\n' + problemCatalogMarkdown()
+          '## Problem codes\n\n' + problemCatalogMarkdown(),
+        license: { name: 'MIT', identifier: 'MIT' }
       },
+      // Relative: calls go to the hapctl that served the document, wherever it listens (the demo: 127.0.0.1:5555).
+      servers: [{ url: '/', description: 'This hapctl' }],
       tags: [
         { name: 'backends', description: 'Dynamic and static backends' },
         { name: 'servers', description: 'Servers of a backend: add, drain, change, delete' },
         { name: 'maps', description: 'Map entries: single changes and atomic replacement' },
         { name: 'health', description: 'Liveness and readiness' },
-        { name: 'status', description: 'Desired state, reconciliation and drift' }
+        { name: 'status', description: 'Desired state, reconciliation and drift' },
+        { name: 'audit', description: 'Who changed what, and the Runtime API commands each change sent' },
+        { name: 'events', description: 'Changes, server health and reconciler passes as they happen' },
+        { name: 'state', description: 'The whole desired state as one document: read, replace, patch, dry-run' }
       ],
       components: {
         securitySchemes: {

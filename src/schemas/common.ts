@@ -12,7 +12,7 @@ export const ProblemSchema = z.object({
   status: z.number().int(),
   detail: z.string().describe('What happened, for a human'),
   instance: z.string().optional(),
-  code: z.string().describe('Stable machine-readable code, e.g. HAPX_NOT_FOUND'),
+  code: z.string().describe('Stable machine-readable code, e.g. HAPX_NOT_FOUND: the document\'s description lists every one with what it means'),
   haproxyMessage: z.string().optional().describe("HAProxy's own reply, verbatim, when HAProxy refused the command"),
   command: z.string().optional().describe('The Runtime API command that failed (keywords only)'),
   errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),

@@ -26,7 +26,7 @@ export const MapValueSchema = z.string()
   })
   .meta({
     description: `Spaces inside are kept; not at either end. No control characters, ';', '\\\\' or '<<'; at most ${MAP_VALUE_MAX_BYTES} UTF-8 bytes`,
-    example: 'static_ref'
+    example: 'webservers'
   })
 
 export const MapEntrySchema = z.object({

@@ -97,14 +97,7 @@ const stateShape = {
 export const StateDocumentSchema = z.object({
   revision: z.number().int().optional().describe('The desired-state revision this document is (GET); ignored in a PUT, use If-Match'),
   ...stateShape
-}).strict().meta({
-  id: 'StateDocument',
-  example: {
-    backends: { app: { from: 'mydefaults', published: true, servers: { app1: { address: '127.0.0.1', port: 8082 } } } },
-    configBackends: {},
-    maps: { 'virt@paths.map': { entries: [{ key: '/app', value: 'app' }] } }
-  }
-})
+}).strict().meta({ id: 'StateDocument' })
 
 export type StateDocument = z.output<typeof StateDocumentSchema>
 export type StateServer = z.output<typeof StateServerSchema>
