@@ -71,6 +71,7 @@ export const STATUS_OF: Record<Reason, number> = {
   RESTORING: 503,
   STORE_UNAVAILABLE: 503,
   RUNTIME_TIMEOUT: 504,
+  NOT_UP: 504,
   RUNTIME_BUSY: 503
 }
 

@@ -69,6 +69,7 @@ export const REASONS = {
   RESTORING: 'hapctl keeps the object but HAProxy does not have it (yet): it is put back after a restart or reload; retry (GET /status says why if it lasts).',
   STORE_UNAVAILABLE: 'The desired-state store cannot be read or could not record the change (HAProxy was then put back as it was).',
   RUNTIME_TIMEOUT: 'HAProxy did not answer in time.',
+  NOT_UP: 'The change was applied and is kept, but with `?wait=up` no server was UP (`show stat`) when `waitTimeout` ran out, or when hapctl began to stop (`outcome: applied`, `state.servers` says what they were); traffic reaches it once its health checks pass: follow it with GET, do not send the change again.',
   RUNTIME_BUSY: 'Every Runtime API connection hapctl may open (`HAPROXY_MAX_CONNECTIONS`) stayed in use until the deadline; nothing was sent; retry (`Retry-After`).',
   INTERNAL: 'A bug in hapctl; the log has the details.'
 } as const

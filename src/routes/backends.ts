@@ -11,6 +11,9 @@ import { BODY_LIMITS } from '../plugins/body.ts'
 import {
   BackendListSchema, BackendParamsSchema, BackendSchema, CreateBackendSchema, DeleteBackendQuerySchema, PatchBackendSchema
 } from '../schemas/backends.ts'
+import { WaitUpQuerySchema } from '../schemas/servers.ts'
+import { upWaitOf } from '../resources/servers/wait-up.ts'
+import { clientGone } from '../plugins/client-gone.ts'
 
 const tags = ['backends']
 
@@ -62,14 +65,18 @@ export const backendRoutes: FastifyPluginAsyncZod<{ backends: BackendService }> 
     schema: {
       tags,
       summary: 'Publish or unpublish a backend',
-      description: 'An unpublished backend is skipped by `use_backend` and `default_backend` rules; requests fall through to the next rule.',
+      description: 'An unpublished backend is skipped by `use_backend` and `default_backend` rules; requests fall through to the next rule. ' +
+        'With `{"published": true}` and `?wait=up` it answers only once a server of the backend is UP in `show stat`, so that requests ' +
+        'routed to it reach a server rather than get 503; at most `waitTimeout` (default 10s, at most 60s), then 504 `HAPX_NOT_UP` ' +
+        'with `outcome: applied` (it stays published).',
       operationId: 'updateBackend',
       params: BackendParamsSchema,
+      querystring: WaitUpQuerySchema,
       body: PatchBackendSchema,
       response: { 200: BackendSchema, 404: ProblemSchema, ...WRITE_PROBLEMS }
     }
-  }, async function (request) {
-    return backends.setPublished(request.params.name, request.body.published)
+  }, async function (request, reply) {
+    return backends.setPublished(request.params.name, request.body.published, { waitUp: upWaitOf(request.query, clientGone(reply)) })
   })
 
   app.delete('/:name', {

@@ -8,8 +8,11 @@ import { z } from 'zod'
 import type { ServerService } from '../resources/servers/service.ts'
 import { ProblemSchema, RUNTIME_PROBLEMS, WRITE_PROBLEMS } from '../schemas/common.ts'
 import {
-  BackendServersParamsSchema, CreateServerSchema, DeleteServerQuerySchema, PatchServerSchema, ServerListSchema, ServerParamsSchema, ServerSchema
+  BackendServersParamsSchema, CreateServerSchema, DeleteServerQuerySchema, PatchServerSchema, ServerListSchema, ServerParamsSchema, ServerSchema,
+  WaitUpQuerySchema
 } from '../schemas/servers.ts'
+import { upWaitOf } from '../resources/servers/wait-up.ts'
+import { clientGone } from '../plugins/client-gone.ts'
 
 const tags = ['servers']
 
@@ -37,14 +40,17 @@ export const serverRoutes: FastifyPluginAsyncZod<{ servers: ServerService }> = a
         '`enable health` (with check) and `set server … state ready` (when enabled). With checks, the server takes traffic once ' +
         'its first checks pass. If a step after `add server` fails, the server is removed again. ' +
         'The address must be an IP literal and the port is required. 400 with `haproxyMessage` when HAProxy refuses a keyword ' +
-        'or the backend uses a load-balancing algorithm that forbids runtime servers.',
+        'or the backend uses a load-balancing algorithm that forbids runtime servers. ' +
+        'With `?wait=up` it answers only once the server is UP in `show stat` (traffic reaches it), polling every 100 ms for at most ' +
+        '`waitTimeout` (default 10s, at most 60s); still not UP then: 504 `HAPX_NOT_UP` with `outcome: applied` (the server stays added).',
       operationId: 'createServer',
       params: BackendServersParamsSchema,
+      querystring: WaitUpQuerySchema,
       body: CreateServerSchema,
       response: { 201: ServerSchema, 404: ProblemSchema, 409: ProblemSchema, ...WRITE_PROBLEMS }
     }
   }, async function (request, reply) {
-    const server = await servers.create(request.params.backend, request.body)
+    const server = await servers.create(request.params.backend, request.body, { waitUp: upWaitOf(request.query, clientGone(reply)) })
     reply.code(201).header('location', `/backends/${encodeURIComponent(server.backend)}/servers/${encodeURIComponent(server.name)}`)
     return server
   })

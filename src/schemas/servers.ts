@@ -100,6 +100,23 @@ export const PatchServerSchema = z.object({
 
 export type PatchServerInput = z.output<typeof PatchServerSchema>
 
+/** `waitTimeout` when `wait=up` comes without one, and its bound (an HTTP client or proxy in between rarely waits longer). */
+export const WAIT_UP_DEFAULT_MS = 10_000
+export const WAIT_UP_MAX_MS = 60_000
+
+/**
+ * `?wait=up`: answer once traffic really reaches the server (or a server of the backend), as `show stat`
+ * says UP. Shared by POST …/servers and PATCH /backends/:name.
+ */
+export const WaitUpQuerySchema = z.object({
+  wait: z.enum(['up']).optional()
+    .describe('up: answer only once it is UP in `show stat` (health checks passed; a server without checks is UP once in service). At the deadline: 504 `HAPX_NOT_UP`, the change applied and kept'),
+  waitTimeout: DurationSchema.refine(ms => ms <= WAIT_UP_MAX_MS, 'at most 60s').optional()
+    .describe('How long wait=up waits (500ms, 10s, 1m; default 10s, at most 60s)')
+}).refine(q => q.waitTimeout === undefined || q.wait !== undefined, { path: ['waitTimeout'], message: 'goes with wait=up' })
+
+export type WaitUpQuery = z.output<typeof WaitUpQuerySchema>
+
 export const BackendServersParamsSchema = z.object({ backend: NameSchema })
 export const ServerParamsSchema = z.object({ backend: NameSchema, server: NameSchema })
 

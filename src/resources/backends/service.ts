@@ -8,7 +8,7 @@
 import type { Runtime } from '../../runtime/client.ts'
 import * as cmd from '../../runtime/commands/index.ts'
 import type { ProcessInfo, Row } from '../../runtime/parsers.ts'
-import { AdminStateBits, CheckStateBits, StatType } from '../../runtime/parsers.ts'
+import { AdminStateBits, CheckStateBits } from '../../runtime/parsers.ts'
 import type { ProxyMode } from '../../runtime/validation.ts'
 import { checkName } from '../../runtime/validation.ts'
 import type { Executor } from '../../engine/executor.ts'
@@ -19,7 +19,9 @@ import { commandStep } from '../../engine/plan.ts'
 import { OperationError, rejectionOf, toOperationError } from '../../engine/outcomes.ts'
 import type { DesiredBackend, DesiredChange } from '../../engine/store/types.ts'
 import type { CreateServerInput } from '../../schemas/servers.ts'
-import { addServerSteps, backendNotFound, desiredServerOf } from '../servers/service.ts'
+import { addServerSteps, backendNotFound, desiredServerOf, waitOrExplain } from '../servers/service.ts'
+import type { UpWait } from '../servers/wait-up.ts'
+import { waitUntilUp } from '../servers/wait-up.ts'
 import { orRestoring } from '../restoring.ts'
 import type { Backend, CreatedBackend } from './view.ts'
 import { BACKEND_ROW_STAT, BACKEND_STAT, backendsFromStat } from './view.ts'
@@ -206,9 +208,27 @@ export class BackendService {
     return orRestoring(fn, async err => err.reason === 'BACKEND_NOT_FOUND' && await this.#executor.store.getBackend(name) !== undefined ? `backend '${name}'` : undefined)
   }
 
-  async setPublished (name: string, published: boolean): Promise<Backend> {
+  /**
+   * Publishes or unpublishes. With `waitUp` (publishing only), answers once a server of the backend is
+   * UP (../servers/wait-up.ts), waiting after the change is applied and recorded, outside the lock: a
+   * deadline that runs out leaves it published and kept, and says so (NOT_UP, outcome `applied`).
+   */
+  async setPublished (name: string, published: boolean, opts: { waitUp?: UpWait | undefined } = {}): Promise<Backend> {
     checkName('backend', name)
     const target = { kind: 'backend', id: name }
+    if (opts.waitUp !== undefined && !published) {
+      throw new OperationError('VALIDATION_FAILED', 'wait=up goes with "published": true: an unpublished backend takes no traffic',
+        { errors: [{ field: 'querystring.wait', message: 'needs "published": true' }], outcome: 'refused', state: { target, outcome: 'refused', applied: [], undone: [], left: [] } })
+    }
+    const backend = await this.#setPublished(name, published, target)
+    if (opts.waitUp === undefined) return backend
+    await waitOrExplain(this.#runtime, target, `backend '${name}' was published and is kept`, name, undefined, opts.waitUp, this.#executor)
+    return this.#get(name).catch(err => {
+      throw toOperationError(err).extend({ prefix: `backend '${name}' was published, is kept and has a server UP, but reading it back failed: `, outcome: 'applied' })
+    })
+  }
+
+  async #setPublished (name: string, published: boolean, target: { kind: string, id: string }): Promise<Backend> {
     return this.#orRestoring(name, () => this.#executor.perform({ target }, async (): Promise<Plan> => {
       const kept = await this.#executor.store.getBackend(name)
       const changes: DesiredChange[] = kept === undefined ? [] : [{ op: 'backend.put', backend: { ...kept, published } }]
@@ -354,23 +374,7 @@ function processOf (info: ProcessInfo, identity: ProcessIdentity): ProcessId {
  * the signal's reason once it is aborted.
  */
 async function waitForUpServer (runtime: Runtime, name: string, withinMs: number, signal?: AbortSignal): Promise<boolean> {
-  const deadline = Date.now() + withinMs
-  for (;;) {
-    signal?.throwIfAborted()
-    const [rows] = await runtime.execute([cmd.showStat(name, BACKEND_STAT)])
-    if (rows.some(r => r.type === StatType.SERVER && (r.status ?? '').startsWith('UP'))) return true
-    if (Date.now() >= deadline) return false
-    await sleep(Math.min(100, Math.max(1, deadline - Date.now())), signal)
-  }
-}
-
-/** Resolves after `ms`, or as soon as `signal` is aborted. */
-function sleep (ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise(resolve => {
-    const done = (): void => { clearTimeout(timer); signal?.removeEventListener('abort', done); resolve() }
-    const timer = setTimeout(done, ms)
-    signal?.addEventListener('abort', done, { once: true })
-  })
+  return (await waitUntilUp(runtime, name, undefined, { timeoutMs: withinMs, signal })).up
 }
 
 /** How long a new backend's checked servers need to come UP: about inter × rise each, at most 30 s. */

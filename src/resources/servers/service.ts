@@ -19,6 +19,8 @@ import type { CreateServerInput, PatchServerInput } from '../../schemas/servers.
 import type { Server } from './view.ts'
 import { SERVER_STAT, joinServers, toAddOptions } from './view.ts'
 import { orRestoring } from '../restoring.ts'
+import type { UpWait } from './wait-up.ts'
+import { describeSeen, waitUntilUp } from './wait-up.ts'
 
 export type { Server } from './view.ts'
 
@@ -178,18 +180,34 @@ export class ServerService {
     return found
   }
 
-  async create (backend: string, input: CreateServerInput): Promise<Server> {
+  /**
+   * Adds a server. With `waitUp`, answers only once it is UP in `show stat` (./wait-up.ts): the wait
+   * runs after the change is applied and recorded, outside the backend's lock (it only reads, and a
+   * health check may take seconds), so a deadline that runs out leaves the server added and kept, and
+   * says so (NOT_UP, outcome `applied`).
+   */
+  async create (backend: string, input: CreateServerInput, opts: { waitUp?: UpWait | undefined } = {}): Promise<Server> {
     checkName('backend', backend)
+    const target = { kind: 'server', id: `${backend}/${input.name}` }
+    if (opts.waitUp !== undefined && !input.enabled) {
+      throw new OperationError('VALIDATION_FAILED', 'wait=up needs "enabled": true: a server left in maintenance never turns UP',
+        { errors: [{ field: 'querystring.wait', message: 'needs "enabled": true' }], outcome: 'refused', state: { target, outcome: 'refused', applied: [], undone: [], left: [] } })
+    }
     const desired = desiredServerOf(backend, input)
-    return this.#orRestoring(backend, undefined, () => this.#executor.perform(
-      { target: { kind: 'server', id: `${backend}/${input.name}` }, lock: `backend:${backend}` },
+    const added = await this.#orRestoring(backend, undefined, () => this.#executor.perform(
+      { target, lock: `backend:${backend}` },
       async (): Promise<Plan> => ({
-        target: { kind: 'server', id: `${backend}/${input.name}` },
+        target,
         action: 'create',
         steps: addServerSteps(desired),
         changes: [{ op: 'server.put', server: desired }]
       }),
       async () => this.#get(backend, input.name)))
+    if (opts.waitUp === undefined || added.status === 'up') return added
+    await waitOrExplain(this.#runtime, target, `server '${backend}/${input.name}' was added and is kept`, backend, input.name, opts.waitUp, this.#executor)
+    return this.#get(backend, input.name).catch(err => {
+      throw toOperationError(err).extend({ prefix: `server '${backend}/${input.name}' was added, is kept and is UP, but reading it back failed: `, outcome: 'applied' })
+    })
   }
 
   /**
@@ -304,4 +322,27 @@ export class ServerService {
       }
     })
   }
+}
+
+/**
+ * Waits until `server` (or any server of `backend`) is UP, for a change already applied and recorded:
+ * anything that stops the wait short (the deadline, a stop of hapctl, a failed read) is answered with
+ * `outcome: applied`, so that the client knows not to send the change again.
+ */
+export async function waitOrExplain (runtime: Runtime, target: { kind: string, id: string }, done: string, backend: string, server: string | undefined,
+  wait: UpWait, executor: Executor): Promise<void> {
+  const state = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({ target, outcome: 'applied', ...extra })
+  let result
+  try {
+    result = await waitUntilUp(runtime, backend, server, { ...wait, stopping: () => executor.closing })
+  } catch (err) {
+    throw toOperationError(err).extend({ prefix: `${done}, but waiting for it to be UP failed: `, outcome: 'applied', state: state() })
+  }
+  if (result.up) return
+  const what = server === undefined ? `no server of backend '${backend}' is UP` : 'it is not UP'
+  const why = result.ended === 'stopping'
+    ? 'hapctl is stopping, so it stopped waiting'
+    : result.ended === 'gone' ? 'when the client went away' : `after ${wait.timeoutMs} ms`
+  throw new OperationError('NOT_UP', `${done}, but ${what} ${why} (${describeSeen(result.servers)}); requests reach it once its health checks pass: follow it with GET rather than sending the change again`,
+    { outcome: 'applied', state: state({ servers: result.servers }) })
 }

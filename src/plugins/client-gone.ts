@@ -1,0 +1,14 @@
+/**
+ * A signal that is aborted when the client of a request goes away before its answer is sent: a route
+ * that waits (for a server to come UP) stops asking HAProxy for somebody who no longer listens.
+ * @see https://nodejs.org/api/http.html#event-close_2
+ */
+import type { FastifyReply } from 'fastify'
+
+export function clientGone (reply: FastifyReply): AbortSignal {
+  const gone = new AbortController()
+  const res = reply.raw
+  // `close` also comes after a complete answer; only one that comes before it means the client left.
+  res.once('close', () => { if (!res.writableFinished) gone.abort(new Error('the client closed the connection')) })
+  return gone.signal
+}
