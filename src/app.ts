@@ -42,6 +42,10 @@ import { Reconciler } from './engine/reconciler.ts'
 import { openStore } from './engine/store/index.ts'
 import type { DesiredStateStore } from './engine/store/types.ts'
 import { importLegacyStateFile } from './engine/legacy-import.ts'
+import { Metrics } from './metrics/metrics.ts'
+import { registerHttpMetrics } from './metrics/http.ts'
+import { metricsRoutes } from './routes/metrics.ts'
+import { RequestContext } from './plugins/request-context.ts'
 
 /** What a caller's x-request-id may be: no blank, no control character, nothing a log or a header could be split at. */
 const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/
@@ -122,6 +126,13 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   })
   app.setValidatorCompiler(boundedValidatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
+  // First, so that every later hook and the handler run inside it: the id of the request a module's
+  // log line is written for (src/plugins/request-context.ts).
+  const requestContext = new RequestContext()
+  requestContext.register(app)
+  // GET /metrics: this app's registry (tests build many apps in one process).
+  const metrics = new Metrics()
+  registerHttpMetrics(app, metrics)
 
   // Which HAProxy process answers: the reconciler polls it, and the API's kept connections are used
   // only while their process is this one.
@@ -133,12 +144,15 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
     maxConnections: config.runtimeMaxConnections,
     persistent: keep,
     identity: keep ? identity : undefined,
-    logger: app.log.child({ module: 'runtime', ...bindings })
+    // The API's calls are made for requests: their lines carry the request's id (the reconciler's are its own).
+    logger: bindings.for === undefined
+      ? requestContext.logger(app.log.child({ module: 'runtime', ...bindings }))
+      : app.log.child({ module: 'runtime', ...bindings })
   })
   // The API's requests reuse connections (a pool checked against the process identity); the
   // reconciler opens a new one per call, so that its identity poll always reaches the process that
   // owns the socket now, never an old worker a kept connection would still talk to.
-  const client = deps.runtime ?? newClient({}, config.runtimeKeepConnections)
+  const client = metrics.runtime(deps.runtime ?? newClient({}, config.runtimeKeepConnections), 'api')
   app.addHook('onClose', async () => { await client.close() })
 
   // Auth first: its onRoute hook sees every route (the documentation's too) and checks it has a scope.
@@ -163,7 +177,7 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   registerAuditHooks(app, audit)
   // Every command the API sends goes through the audit trail, attributed to its request.
   const runtime = recordingRuntime(client, audit.requestSink('hapctl'))
-  const executor = new Executor({ runtime, store, lockTimeoutMs: config.lockTimeoutMs, logger: app.log.child({ module: 'executor' }) })
+  const executor = new Executor({ runtime, store, lockTimeoutMs: config.lockTimeoutMs, logger: requestContext.logger(app.log.child({ module: 'executor' })) })
   executor.onCommit(event => { audit.committed(event) })
   const servers = new ServerService({ runtime, executor })
   const backends = new BackendService({ runtime, executor, identity })
@@ -171,7 +185,7 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   // The reconciler gets connections of its own, so that a replay of thousands of objects after a
   // restart does not queue the API's requests behind it (both limits together stay within HAProxy's
   // 10 connections per stats socket at the default of 4 each, leaving room for operators).
-  const reconcilerRuntime = deps.runtime ?? newClient({ for: 'reconciler' })
+  const reconcilerRuntime = deps.runtime === undefined ? metrics.runtime(newClient({ for: 'reconciler' }), 'reconciler') : client
   if (reconcilerRuntime !== client) app.addHook('onClose', async () => { await reconcilerRuntime.close() })
   const reconciler = new Reconciler({
     runtime: recordingRuntime(reconcilerRuntime, audit.backgroundSink('reconciler')),
@@ -194,13 +208,17 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   registerShutdown(app, { executor, reconciler })
   // GET /events: its health poll uses the API's pooled client. Its streams end after the shutdown's
   // own preClose (they see the last events), and before the HTTP server waits for open answers.
-  const events = new EventHub({ store, executor, reconciler, runtime: client, ...config.events, logger: app.log.child({ module: 'events' }) })
+  // (The health poll is shared by every watcher: not the request of the first one.)
+  const events = new EventHub({ store, executor, reconciler, runtime: requestContext.detached(client), ...config.events, logger: app.log.child({ module: 'events' }) })
   app.decorate('events', events)
+  metrics.watch({ reconciler, identity, events, store, audit })
+  app.addHook('onClose', async () => { metrics.close() })
   app.addHook('onReady', async () => { await events.start() })
   app.addHook('preClose', async () => { events.close() })
 
   await app.register(healthRoutes, { runtime })
   await app.register(statusRoutes, { reconciler, identity, store })
+  await app.register(metricsRoutes, { metrics })
   await app.register(auditRoutes, { store })
   await app.register(eventRoutes, { events, requestTimeoutMs: config.requestTimeoutMs })
   await app.register(backendRoutes, { prefix: '/backends', backends })

@@ -16,6 +16,7 @@ export type Requirement = 'open' | 'read' | 'backends:write' | 'servers:write' |
 export const SCOPE_OF: Readonly<Record<string, Requirement>> = {
   getHealth: 'open',
   getReady: 'read',
+  getMetrics: 'read',
   getStatus: 'read',
   listAudit: 'read',
   watchEvents: 'read',
