@@ -4,6 +4,9 @@
  * the change applied and kept. The real thing, with HTTP traffic through HAProxy, is in
  * test/integration/wait-up.test.ts.
  */
+import { request } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { setTimeout as delay } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
 import { MemoryStore } from '../../src/engine/store/memory.ts'
 import { buildTestApp } from '../helpers/build-test-app.ts'
@@ -148,6 +151,26 @@ describe('POST …/servers?wait=up', () => {
     expect(res.json()).toMatchObject({ status: 504, code: 'HAPX_NOT_UP', outcome: 'applied' })
     expect(res.json().detail).toMatch(/hapctl is stopping, so it stopped waiting/)
     expect(Date.now() - started).toBeLessThan(5000)
+    expect(changes(rt.sent)).not.toContain('del server web/s2')
+  })
+})
+
+describe('a client that goes away', () => {
+  it('ends the wait: hapctl stops asking HAProxy for an answer nobody reads', async () => {
+    const rt = haproxy({ upAfter: Infinity })
+    const app = await buildTestApp(rt)
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const { port } = app.server.address() as AddressInfo
+    const body = JSON.stringify(CHECKED)
+    const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/backends/web/servers?wait=up&waitTimeout=30s', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } })
+    req.on('error', () => {})
+    req.end(body)
+    while (serverReads(rt.sent) < 3) await delay(10)
+    req.destroy()
+    await delay(300)
+    const after = serverReads(rt.sent)
+    await delay(500)
+    expect(serverReads(rt.sent)).toBe(after)
     expect(changes(rt.sent)).not.toContain('del server web/s2')
   })
 })
