@@ -6,6 +6,7 @@
 import type { FastifyInstance } from 'fastify'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
+import type { FastifySwaggerUiOptions } from '@fastify/swagger-ui'
 import { jsonSchemaTransform, jsonSchemaTransformObject } from '@fastify/type-provider-zod'
 import { problemCatalogMarkdown, titleFor } from '../errors.ts'
 import { requirementOf } from '../auth/scopes.ts'
@@ -177,6 +178,35 @@ function describeDefaultsOfRequests (doc: Json): void {
   for (const op of operations) strip(op.requestBody)
 }
 
+/** What the browser tab and the top bar of /docs say. */
+export const DOCS_TITLE = 'hapctl — HAProxy control plane'
+
+/**
+ * Swagger UI as a console a new user can work in (Swagger UI configuration reference,
+ * docs/usage/configuration.md in swagger-api/swagger-ui):
+ * - persistAuthorization: the bearer token given to "Authorize" is kept (in the browser's
+ *   localStorage) across reloads, instead of every call answering 401 after one.
+ * - displayOperationId: the names a generated client uses (createBackend…) are shown next to each path.
+ * - displayRequestDuration: how long hapctl took to answer, next to the curl line of each call.
+ * - filter: a search box over tags, for a document with this many operations.
+ * The top bar shows hapctl's name in place of Swagger's logo and link to swagger.io.
+ */
+const SWAGGER_UI_OPTIONS: FastifySwaggerUiOptions = {
+  theme: { title: DOCS_TITLE },
+  logo: {
+    type: 'image/svg+xml',
+    content: Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="150" height="40" viewBox="0 0 150 40">' +
+      '<text x="0" y="28" font-family="sans-serif" font-size="26" font-weight="bold" fill="#fff">hapctl</text></svg>'),
+    href: './'
+  },
+  uiConfig: {
+    persistAuthorization: true,
+    displayOperationId: true,
+    displayRequestDuration: true,
+    filter: true
+  }
+}
+
 export async function registerSwagger (app: FastifyInstance): Promise<void> {
   await app.register(swagger, {
     openapi: {
@@ -220,7 +250,7 @@ export async function registerSwagger (app: FastifyInstance): Promise<void> {
     transform: jsonSchemaTransform,
     transformObject: (input) => polishDocument(jsonSchemaTransformObject(input) as Json) as ReturnType<typeof jsonSchemaTransformObject>
   })
-  await app.register(swaggerUi, { routePrefix: '/docs' })
+  await app.register(swaggerUi, { routePrefix: '/docs', ...SWAGGER_UI_OPTIONS })
 
   app.get('/openapi.json', { schema: { hide: true } }, async function () {
     return app.swagger()
