@@ -231,6 +231,7 @@ export async function registerSwagger (app: FastifyInstance): Promise<void> {
         { name: 'maps', description: 'Map entries: single changes and atomic replacement' },
         { name: 'health', description: 'Liveness and readiness' },
         { name: 'status', description: 'Desired state, reconciliation and drift' },
+        { name: 'metrics', description: 'Metrics for Prometheus' },
         { name: 'audit', description: 'Who changed what, and the Runtime API commands each change sent' },
         { name: 'events', description: 'Changes, server health and reconciler passes as they happen' },
         { name: 'state', description: 'The whole desired state as one document: read, replace, patch, dry-run' }
