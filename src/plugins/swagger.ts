@@ -116,22 +116,28 @@ export function polishDocument (doc: Json): Json {
     }
   }
   const schemas: Json = doc.components?.schemas ?? {}
-  const used = new Set<string>()
+  const used = reachableSchemas(schemas, [doc.paths])
+  for (const name of Object.keys(schemas)) if (!used.has(name)) delete schemas[name]
+  doc.components.headers = { ...HEADERS }
+  describeDefaultsOfRequests(doc)
+  return doc
+}
+
+/** The component schemas `roots` refer to, directly or through other schemas. */
+function reachableSchemas (schemas: Json, roots: unknown[]): Set<string> {
+  const seen = new Set<string>()
   const visit = (node: unknown): void => {
     if (Array.isArray(node)) { node.forEach(visit); return }
     if (node === null || typeof node !== 'object') return
     for (const [k, v] of Object.entries(node)) {
       if (k === '$ref' && typeof v === 'string' && v.startsWith('#/components/schemas/')) {
         const name = v.slice('#/components/schemas/'.length)
-        if (!used.has(name)) { used.add(name); visit(schemas[name]) }
+        if (!seen.has(name)) { seen.add(name); visit(schemas[name]) }
       } else visit(v)
     }
   }
-  visit(doc.paths)
-  for (const name of Object.keys(schemas)) if (!used.has(name)) delete schemas[name]
-  doc.components.headers = { ...HEADERS }
-  describeDefaultsOfRequests(doc)
-  return doc
+  roots.forEach(visit)
+  return seen
 }
 
 /**
@@ -143,21 +149,7 @@ export function polishDocument (doc: Json): Json {
  */
 function describeDefaultsOfRequests (doc: Json): void {
   const schemas: Json = doc.components?.schemas ?? {}
-  const reachable = (roots: unknown[]): Set<string> => {
-    const seen = new Set<string>()
-    const visit = (node: unknown): void => {
-      if (Array.isArray(node)) { node.forEach(visit); return }
-      if (node === null || typeof node !== 'object') return
-      for (const [k, v] of Object.entries(node)) {
-        if (k === '$ref' && typeof v === 'string' && v.startsWith('#/components/schemas/')) {
-          const name = v.slice('#/components/schemas/'.length)
-          if (!seen.has(name)) { seen.add(name); visit(schemas[name]) }
-        } else visit(v)
-      }
-    }
-    roots.forEach(visit)
-    return seen
-  }
+  const reachable = (roots: unknown[]): Set<string> => reachableSchemas(schemas, roots)
   const operations = Object.values<Json>(doc.paths ?? {}).flatMap(item => Object.values<Json>(item))
   const inResponses = reachable(operations.map(op => op.responses))
   const requestOnly = [...reachable(operations.map(op => op.requestBody))].filter(name => !inResponses.has(name))
