@@ -14,6 +14,8 @@ import { SERVER_OPTIONS, ServerNameSchema, checkServerOptions } from './servers.
 /** At most this many backends, and servers in one backend, in a document. */
 export const MAX_STATE_BACKENDS = 10_000
 export const MAX_STATE_SERVERS = 1000
+/** At most this many servers in a whole document. */
+export const MAX_STATE_TOTAL_SERVERS = 100_000
 
 /** Names hapctl uses for the probe backends that check a document before it is applied. */
 export const PROBE_PREFIX = 'hapctl-probe-'
@@ -97,7 +99,14 @@ const stateShape = {
 export const StateDocumentSchema = z.object({
   revision: z.number().int().optional().describe('The desired-state revision this document is (GET); ignored in a PUT, use If-Match'),
   ...stateShape
-}).strict().meta({ id: 'StateDocument' })
+}).strict().superRefine((doc, ctx) => {
+  // Each server is a few steps of one plan held in memory while it runs: bounded as a whole, not
+  // only per backend (10,000 backends of 1,000 servers would be ten million).
+  let servers = 0
+  for (const b of Object.values(doc.backends)) servers += Object.keys(b.servers as object).length
+  for (const c of Object.values(doc.configBackends)) servers += Object.keys(c.servers as object).length
+  if (servers > MAX_STATE_TOTAL_SERVERS) ctx.addIssue({ code: 'custom', path: ['backends'], message: `at most ${MAX_STATE_TOTAL_SERVERS} servers in a document; this one has ${servers}` })
+}).meta({ id: 'StateDocument' })
 
 export type StateDocument = z.output<typeof StateDocumentSchema>
 export type StateServer = z.output<typeof StateServerSchema>
