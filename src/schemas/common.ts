@@ -28,13 +28,33 @@ export const NameSchema = z.string()
   .meta({ id: 'Name', example: 'mybackend1' })
 
 /** Durations as HAProxy writes them: a number with an optional ms/s/m unit (default ms). */
+const DURATION = /^([0-9]{1,7})(ms|s|m)?$/
+const DURATION_FORMAT = 'a duration such as 500ms, 5s or 1m (no unit = milliseconds)'
+const DURATION_RANGE = 'between 1ms and 5m'
+const inDurationRange = (ms: number): boolean => ms >= 1 && ms <= 300_000
+
+/** The milliseconds of a duration DURATION matches (NaN for any other text). */
+export function durationMs (text: string): number {
+  const m = DURATION.exec(text)
+  return m === null ? NaN : Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000 }[m[2] ?? 'ms'] as number)
+}
+
+/** The shortest text for `ms` (2000 → 2s). */
+export function durationText (ms: number): string {
+  return ms % 60_000 === 0 ? `${ms / 60_000}m` : ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`
+}
+
+/** A duration, as milliseconds. */
 export const DurationSchema = z.string()
-  .regex(/^[0-9]{1,7}(ms|s|m)?$/, 'a duration such as 500ms, 5s or 1m (no unit = milliseconds)')
-  .transform(v => {
-    const m = /^([0-9]+)(ms|s|m)?$/.exec(v) as RegExpExecArray
-    return Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000 }[m[2] ?? 'ms'] as number)
-  })
-  .refine(ms => ms >= 1 && ms <= 300_000, 'between 1ms and 5m')
+  .regex(DURATION, DURATION_FORMAT)
+  .transform(durationMs)
+  .refine(inDurationRange, DURATION_RANGE)
+
+/** A duration kept as the text it was given (a document that is read back as it was written). */
+export const DurationTextSchema = z.string()
+  .regex(DURATION, DURATION_FORMAT)
+  // Checks go on after a failed one: the range is judged only for text that is a duration.
+  .refine(v => !DURATION.test(v) || inDurationRange(durationMs(v)), DURATION_RANGE)
 
 /**
  * Problem responses of every route that talks to HAProxy: no or a wrong token (401), a token without

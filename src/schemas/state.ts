@@ -7,9 +7,11 @@
 import { z } from 'zod'
 import { PROXY_MODES } from '../runtime/validation.ts'
 import { SERVER_ADMIN_STATES, SERVER_LIMITS } from '../runtime/commands/servers.ts'
-import { NameSchema } from './common.ts'
+import { DurationSchema, DurationTextSchema, NameSchema } from './common.ts'
 import { MapEntrySchema, MapNameSchema, MAX_REPLACE_ENTRIES } from './maps.ts'
 import { SERVER_OPTIONS, ServerNameSchema, checkServerOptions } from './servers.ts'
+
+export { DurationTextSchema, durationMs, durationText } from './common.ts'
 
 /** At most this many backends, and servers in one backend, in a document. */
 export const MAX_STATE_BACKENDS = 10_000
@@ -21,21 +23,6 @@ export const MAX_STATE_TOTAL_SERVERS = 100_000
 export const PROBE_PREFIX = 'hapctl-probe-'
 
 const BackendNameSchema = NameSchema.refine(v => !v.startsWith(PROBE_PREFIX), `names starting with '${PROBE_PREFIX}' are hapctl's own`)
-
-/** A duration as HAProxy writes it (500ms, 2s, 1m), kept as text. */
-export const DurationTextSchema = z.string()
-  .regex(/^[0-9]{1,7}(ms|s|m)?$/, 'a duration such as 500ms, 5s or 1m (no unit = milliseconds)')
-  .refine(v => { const ms = durationMs(v); return ms >= 1 && ms <= 300_000 }, 'between 1ms and 5m')
-
-export function durationMs (text: string): number {
-  const m = /^([0-9]+)(ms|s|m)?$/.exec(text) as RegExpExecArray
-  return Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000 }[m[2] ?? 'ms'] as number)
-}
-
-/** The shortest text for `ms` (2000 → 2s). */
-export function durationText (ms: number): string {
-  return ms % 60_000 === 0 ? `${ms / 60_000}m` : ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`
-}
 
 export const StateServerSchema = z.object({
   ...SERVER_OPTIONS,
@@ -113,7 +100,7 @@ export type StateServer = z.output<typeof StateServerSchema>
 
 export const StateQuerySchema = z.object({
   dryRun: z.stringbool().prefault('false').describe('Change nothing: answer the diff and the commands applying it would send'),
-  timeout: z.string().regex(/^[0-9]{1,7}(ms|s|m)?$/).prefault('5s').transform(durationMs).refine(ms => ms >= 1 && ms <= 300_000, 'between 1ms and 5m')
+  timeout: DurationSchema.prefault('5s')
     .describe('How long each removed server may take to lose its connections (500ms, 5s, 1m; default 5s)')
 })
 

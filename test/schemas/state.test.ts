@@ -20,4 +20,14 @@ describe('state document bounds', () => {
     expect(result.success).toBe(false)
     expect(result.error?.issues.map(i => i.message)).toContain(`at most ${MAX_STATE_TOTAL_SERVERS} servers in a document; this one has ${MAX_STATE_TOTAL_SERVERS + 1}`)
   }, 60_000)
+
+  it('refuses a check interval that is no duration with 400 words, not an exception (a range check ran on it)', () => {
+    for (const inter of ['abc', '5x', '', '99999999']) {
+      const doc = { backends: { b: { from: 'mydefaults', servers: { s: { address: '10.0.0.1', port: 80, check: true, inter } } } } }
+      const result = StateDocumentSchema.safeParse(doc)
+      expect(result.success, inter).toBe(false)
+      expect(result.error?.issues.map(i => i.message), inter).toEqual(['a duration such as 500ms, 5s or 1m (no unit = milliseconds)'])
+    }
+    expect(StateDocumentSchema.safeParse({ backends: { b: { from: 'mydefaults', servers: { s: { address: '10.0.0.1', port: 80, check: true, inter: '6m' } } } } }).error?.issues[0]?.message).toBe('between 1ms and 5m')
+  })
 })
