@@ -15,7 +15,6 @@
 import type { Runtime } from '../runtime/client.ts'
 import * as cmd from '../runtime/commands/index.ts'
 import type { ProcessInfo, Row } from '../runtime/parsers.ts'
-import { AdminStateBits, CheckStateBits } from '../runtime/parsers.ts'
 import type { Executor } from './executor.ts'
 import type { ProcessIdentity } from './identity.ts'
 import { processIdOf } from './identity.ts'
@@ -23,11 +22,11 @@ import type { Plan, Step } from './plan.ts'
 import { commandStep } from './plan.ts'
 import type { DesiredBackend, DesiredMap, DesiredServer, DesiredState, StaticServerSettings } from './store/types.ts'
 import { addServerSteps, removalCommands } from '../resources/servers/service.ts'
-import { adminStateOf } from '../resources/servers/view.ts'
+import { checkStateOf, cliAdminStateOf } from '../resources/servers/view.ts'
 import { createBackendSteps, deleteBackend } from '../resources/backends/service.ts'
 import type { CreatedBackend } from '../resources/backends/view.ts'
 import { BACKEND_STAT, backendsFromStat } from '../resources/backends/view.ts'
-import { readContent, stageContent } from '../resources/pattern-refs/versioned-load.ts'
+import { readContent, sameEntries, stageContent } from '../resources/pattern-refs/versioned-load.ts'
 import type { Logger } from '../logger.ts'
 
 export type DriftItem = {
@@ -602,16 +601,16 @@ function serverFixes (backend: string, desired: readonly DesiredServer[], actual
     if (row.srv_addr !== s.spec.address || Number(row.srv_port) !== s.spec.port) fixes.push(cmd.setServerAddr(backend, s.name, s.spec.address, s.spec.port))
     const weight = s.weight ?? s.spec.weight
     if (weight !== undefined && Number(row.srv_uweight) !== weight) fixes.push(cmd.setServerWeight(backend, s.name, weight))
-    const checkState = Number(row.srv_check_state)
+    const health = checkStateOf(row.srv_check_state)
     const healthOn = s.healthChecks ?? s.spec.check
-    if ((checkState & CheckStateBits.CONFIGURED) !== 0 && ((checkState & CheckStateBits.ENABLED) !== 0) !== healthOn) {
+    if (health.configured && health.enabled !== healthOn) {
       fixes.push(healthOn ? cmd.enableHealth(backend, s.name) : cmd.disableHealth(backend, s.name))
     }
-    const agentState = Number(row.srv_agent_state)
-    if (s.agentChecks !== null && (agentState & CheckStateBits.CONFIGURED) !== 0 && ((agentState & CheckStateBits.ENABLED) !== 0) !== s.agentChecks) {
+    const agent = checkStateOf(row.srv_agent_state)
+    if (s.agentChecks !== null && agent.configured && agent.enabled !== s.agentChecks) {
       fixes.push(s.agentChecks ? cmd.enableAgent(backend, s.name) : cmd.disableAgent(backend, s.name))
     }
-    if (adminStateOf(Number(row.srv_admin_state) & (AdminStateBits.FMAINT | AdminStateBits.FDRAIN)) !== s.adminState) {
+    if (cliAdminStateOf(row) !== s.adminState) {
       fixes.push(cmd.setServerState(backend, s.name, s.adminState))
     }
     if (fixes.length > 0) {
@@ -632,7 +631,7 @@ function serverFixes (backend: string, desired: readonly DesiredServer[], actual
 function staticFixes (s: StaticServerSettings, row: Row): Step[] {
   const fixes: Array<cmd.Command<void>> = []
   if (s.weight !== null && Number(row.srv_uweight) !== s.weight) fixes.push(cmd.setServerWeight(s.backend, s.name, s.weight))
-  if (s.adminState !== null && adminStateOf(Number(row.srv_admin_state) & (AdminStateBits.FMAINT | AdminStateBits.FDRAIN)) !== s.adminState) {
+  if (s.adminState !== null && cliAdminStateOf(row) !== s.adminState) {
     fixes.push(cmd.setServerState(s.backend, s.name, s.adminState))
   }
   return fixes.length === 0 ? [] : [commandStep(fixes)]
@@ -644,16 +643,6 @@ function settingsText (s: StaticServerSettings): string {
 
 function sameJson (a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b)
-}
-
-function sameEntries (a: ReadonlyArray<{ key: string, value: string }>, b: ReadonlyArray<{ key: string, value: string }>): boolean {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i] as { key: string, value: string }
-    const y = b[i] as { key: string, value: string }
-    if (x.key !== y.key || x.value !== y.value) return false
-  }
-  return true
 }
 
 /** Runs `fn` over `items`, at most `limit` at once. */

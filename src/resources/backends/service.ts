@@ -8,7 +8,7 @@
 import type { Runtime } from '../../runtime/client.ts'
 import * as cmd from '../../runtime/commands/index.ts'
 import type { ProcessInfo, Row } from '../../runtime/parsers.ts'
-import { AdminStateBits, CheckStateBits } from '../../runtime/parsers.ts'
+import { AdminStateBits } from '../../runtime/parsers.ts'
 import type { ProxyMode } from '../../runtime/validation.ts'
 import { checkName } from '../../runtime/validation.ts'
 import type { Executor } from '../../engine/executor.ts'
@@ -22,6 +22,7 @@ import type { CreateServerInput } from '../../schemas/servers.ts'
 import { addServerSteps, backendNotFound, desiredServerOf, waitOrExplain } from '../servers/service.ts'
 import type { UpWait } from '../servers/wait-up.ts'
 import { waitUntilUp } from '../servers/wait-up.ts'
+import { checkStateOf } from '../servers/view.ts'
 import { orRestoring } from '../restoring.ts'
 import type { Backend, CreatedBackend } from './view.ts'
 import { BACKEND_ROW_STAT, BACKEND_STAT, backendsFromStat } from './view.ts'
@@ -272,7 +273,7 @@ export class BackendService {
       const prior = servers.map(s => ({
         name: s.srv_name as string,
         admin: Number(s.srv_admin_state),
-        agentEnabled: (Number(s.srv_agent_state) & CheckStateBits.ENABLED) !== 0
+        agentEnabled: checkStateOf(s.srv_agent_state).enabled
       }))
       const steps: Step[] = []
       if (backend.published) steps.push(commandStep([cmd.unpublishBackend(name)], [cmd.publishBackend(name)]))

@@ -30,6 +30,13 @@ import type { Reason } from '../../engine/outcomes.ts'
 
 export type { MapEntry }
 
+/** Whether two contents are the same entries in the same order (order decides first-match lookups). */
+export function sameEntries (a: readonly MapEntry[], b: readonly MapEntry[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i]?.key !== b[i]?.key || a[i]?.value !== b[i]?.value) return false
+  return true
+}
+
 /**
  * What the load needs from one kind of pattern reference: its commands and the reasons its failures
  * are reported with. MAP_REFERENCES is the one for maps; ACLs (`prepare acl`, `add acl @N <acl> <<`,

@@ -78,6 +78,21 @@ export function adminStateOf (adminBits: number): cmd.ServerAdminState {
   return 'ready'
 }
 
+/**
+ * The admin state the CLI set on a server (`set server … state`: the forced maintenance and drain
+ * bits of `show servers state`'s srv_admin_state), which is what hapctl compares with what it keeps;
+ * states inherited from a tracked server or set by an agent are not the CLI's to change.
+ */
+export function cliAdminStateOf (row: Row): cmd.ServerAdminState {
+  return adminStateOf(Number(row.srv_admin_state) & (AdminStateBits.FMAINT | AdminStateBits.FDRAIN))
+}
+
+/** A health or agent check's state field of `show servers state`: whether it was configured, and runs. */
+export function checkStateOf (field: unknown): { configured: boolean, enabled: boolean } {
+  const v = Number(field)
+  return { configured: (v & CheckStateBits.CONFIGURED) !== 0, enabled: (v & CheckStateBits.ENABLED) !== 0 }
+}
+
 /** `show stat` check_status: `* ` in front while a check runs (docs/runtime-api.md#show-stat). */
 export function parseCheckStatus (field: string | undefined): { status: string | null, inProgress: boolean } {
   const raw = field ?? ''

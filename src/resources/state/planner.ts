@@ -19,7 +19,6 @@
  */
 import * as cmd from '../../runtime/commands/index.ts'
 import type { Row } from '../../runtime/parsers.ts'
-import { AdminStateBits, CheckStateBits } from '../../runtime/parsers.ts'
 import type { Executor } from '../../engine/executor.ts'
 import type { ProcessIdentity } from '../../engine/identity.ts'
 import { processIdOf } from '../../engine/identity.ts'
@@ -28,10 +27,10 @@ import { commandStep } from '../../engine/plan.ts'
 import type { Actual, ActualBackend } from '../../engine/reconciler.ts'
 import type { DesiredBackend, DesiredChange, DesiredMap, DesiredServer, DesiredState, StaticServerSettings } from '../../engine/store/types.ts'
 import { addServerSteps } from '../servers/service.ts'
-import { adminStateOf } from '../servers/view.ts'
+import { checkStateOf, cliAdminStateOf } from '../servers/view.ts'
 import { createBackendSteps, deleteBackend } from '../backends/service.ts'
 import type { CreatedBackend } from '../backends/view.ts'
-import { loadContent } from '../pattern-refs/versioned-load.ts'
+import { loadContent, sameEntries } from '../pattern-refs/versioned-load.ts'
 import type { MapEntry } from '../pattern-refs/versioned-load.ts'
 import type { TargetState } from './document.ts'
 import { documentServer } from './document.ts'
@@ -91,29 +90,14 @@ function keptAs (kept: DesiredServer | undefined, s: DesiredServer): boolean {
   return kept !== undefined && same(asDocumented(kept), s)
 }
 
-function sameEntries (a: readonly MapEntry[], b: readonly MapEntry[]): boolean {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i]?.key !== b[i]?.key || a[i]?.value !== b[i]?.value) return false
-  return true
-}
-
 /** What `show servers state` says of a server, as the diff shows it. */
 function actualServer (row: Row): Record<string, unknown> {
   return {
     address: row.srv_addr,
     port: Number(row.srv_port),
     weight: Number(row.srv_uweight),
-    state: adminStateOf(Number(row.srv_admin_state) & (AdminStateBits.FMAINT | AdminStateBits.FDRAIN))
+    state: cliAdminStateOf(row)
   }
-}
-
-function adminOf (row: Row): cmd.ServerAdminState {
-  return adminStateOf(Number(row.srv_admin_state) & (AdminStateBits.FMAINT | AdminStateBits.FDRAIN))
-}
-
-function enabledBit (field: unknown): { configured: boolean, enabled: boolean } {
-  const v = Number(field)
-  return { configured: (v & CheckStateBits.CONFIGURED) !== 0, enabled: (v & CheckStateBits.ENABLED) !== 0 }
 }
 
 /** Labels name the object, so that the step outcomes of an apply say what each one was about. */
@@ -135,20 +119,20 @@ function serverFixes (s: DesiredServer, row: Row): Step[] {
   if (Number(row.srv_uweight) !== weight) {
     steps.push(commandStep([cmd.setServerWeight(backend, name, weight)], [cmd.setServerWeight(backend, name, Number(row.srv_uweight))]))
   }
-  const health = enabledBit(row.srv_check_state)
+  const health = checkStateOf(row.srv_check_state)
   const healthOn = s.healthChecks ?? s.spec.check
   if (health.configured && health.enabled !== healthOn) {
     steps.push(healthOn
       ? commandStep([cmd.enableHealth(backend, name)], [cmd.disableHealth(backend, name)])
       : commandStep([cmd.disableHealth(backend, name)], [cmd.enableHealth(backend, name)]))
   }
-  const agent = enabledBit(row.srv_agent_state)
+  const agent = checkStateOf(row.srv_agent_state)
   if (s.agentChecks !== null && agent.configured && agent.enabled !== s.agentChecks) {
     steps.push(s.agentChecks
       ? commandStep([cmd.enableAgent(backend, name)], [cmd.disableAgent(backend, name)])
       : commandStep([cmd.disableAgent(backend, name)], [cmd.enableAgent(backend, name)]))
   }
-  const admin = adminOf(row)
+  const admin = cliAdminStateOf(row)
   if (admin !== s.adminState) steps.push(commandStep([cmd.setServerState(backend, name, s.adminState)], [cmd.setServerState(backend, name, admin)]))
   return steps
 }
@@ -159,8 +143,8 @@ function serverFixes (s: DesiredServer, row: Row): Step[] {
  */
 function drainSteps (backend: string, name: string, row: Row, drainMs: number): Step[] {
   const steps: Step[] = []
-  if (enabledBit(row.srv_agent_state).enabled) steps.push(commandStep([cmd.disableAgent(backend, name)], [cmd.enableAgent(backend, name)]))
-  const admin = adminOf(row)
+  if (checkStateOf(row.srv_agent_state).enabled) steps.push(commandStep([cmd.disableAgent(backend, name)], [cmd.enableAgent(backend, name)]))
+  const admin = cliAdminStateOf(row)
   if (admin !== 'maint') steps.push(commandStep([cmd.setServerState(backend, name, 'maint')], [cmd.setServerState(backend, name, admin)]))
   steps.push(commandStep([cmd.waitServerRemovable(backend, name, drainMs)], []))
   return steps
@@ -394,7 +378,7 @@ function staticFixes (s: StaticServerSettings, row: Row): Step[] {
   if (s.weight !== null && Number(row.srv_uweight) !== s.weight) {
     steps.push(commandStep([cmd.setServerWeight(s.backend, s.name, s.weight)], [cmd.setServerWeight(s.backend, s.name, Number(row.srv_uweight))]))
   }
-  const admin = adminOf(row)
+  const admin = cliAdminStateOf(row)
   if (s.adminState !== null && admin !== s.adminState) {
     steps.push(commandStep([cmd.setServerState(s.backend, s.name, s.adminState)], [cmd.setServerState(s.backend, s.name, admin)]))
   }
