@@ -17,15 +17,15 @@ import { processMetrics } from './process.ts'
 /** Seconds. HTTP answers range from a fraction of a millisecond (a read from memory) to a drain's deadline. */
 export const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 /** Seconds. A command on a local socket takes well under a millisecond; a `wait` up to its deadline. */
-export const RUNTIME_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+const RUNTIME_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 /** Seconds. A pass with nothing to do takes milliseconds; one that restores thousands of objects, seconds. */
-export const RECONCILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
+const RECONCILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
 
 /** The route label of a request no route matched (404, 405): never its URL, which the client chooses. */
-export const UNMATCHED_ROUTE = 'unmatched'
+const UNMATCHED_ROUTE = 'unmatched'
 
 /** What is read at scrape time; each part is optional (tests attach what they have). */
-export type MetricSources = {
+type MetricSources = {
   reconciler?: { onPass: (listener: (event: PassEvent) => void) => () => void }
   identity?: { onChange: (listener: (change: { previous: string | undefined }) => void) => () => void }
   events?: { readonly watchers: number, readonly healthPolls: { readonly sent: number }, readonly slowCuts: number }

@@ -6,10 +6,8 @@
  */
 import type { ExecuteOptions, PayloadCommand, Runtime } from '../runtime/client.ts'
 import type { Command } from '../runtime/commands/index.ts'
-import {
-  RuntimeAbortedError, RuntimeArgumentError, RuntimeBusyError, RuntimeCommandError, RuntimeProtocolError, RuntimeStaleProcessError,
-  RuntimeTimeoutError, RuntimeUnavailableError
-} from '../runtime/errors.ts'
+import { RuntimeError } from '../runtime/errors.ts'
+import type { RuntimeErrorCodeValue } from '../runtime/errors.ts'
 import { sentCommands } from '../audit/recording-runtime.ts'
 
 /**
@@ -26,19 +24,23 @@ import { sentCommands } from '../audit/recording-runtime.ts'
  * - error: anything else.
  */
 export const CALL_OUTCOMES = ['ok', 'refused', 'stale', 'timeout', 'unavailable', 'protocol', 'busy', 'interrupted', 'invalid', 'error'] as const
-export type CallOutcome = typeof CALL_OUTCOMES[number]
+type CallOutcome = typeof CALL_OUTCOMES[number]
+
+/** Each of the client's error codes as an outcome: a new code does not compile until it has one. */
+const OUTCOME_OF: Record<RuntimeErrorCodeValue, CallOutcome> = {
+  RUNTIME_COMMAND_REJECTED: 'refused',
+  RUNTIME_STALE_PROCESS: 'stale',
+  RUNTIME_TIMEOUT: 'timeout',
+  RUNTIME_UNAVAILABLE: 'unavailable',
+  RUNTIME_PROTOCOL: 'protocol',
+  RUNTIME_BUSY: 'busy',
+  RUNTIME_ABORTED: 'interrupted',
+  RUNTIME_INVALID_ARGUMENT: 'invalid'
+}
 
 export function callOutcome (err?: unknown): CallOutcome {
   if (err === undefined) return 'ok'
-  if (err instanceof RuntimeCommandError) return 'refused'
-  if (err instanceof RuntimeStaleProcessError) return 'stale'
-  if (err instanceof RuntimeTimeoutError) return 'timeout'
-  if (err instanceof RuntimeUnavailableError) return 'unavailable'
-  if (err instanceof RuntimeProtocolError) return 'protocol'
-  if (err instanceof RuntimeBusyError) return 'busy'
-  if (err instanceof RuntimeAbortedError) return 'interrupted'
-  if (err instanceof RuntimeArgumentError) return 'invalid'
-  return 'error'
+  return err instanceof RuntimeError ? OUTCOME_OF[err.code] : 'error'
 }
 
 /**

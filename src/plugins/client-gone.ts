@@ -1,6 +1,8 @@
 /**
  * A signal that is aborted when the client of a request goes away before its answer is sent: a route
  * that waits (for a server to come UP) stops asking HAProxy for somebody who no longer listens.
+ * Not Fastify's `request.signal`: it follows the incoming request's `close`, which Node emits as soon
+ * as a body has been read, and would end every wait of a POST at once.
  * @see https://nodejs.org/api/http.html#event-close_2
  */
 import type { FastifyReply } from 'fastify'

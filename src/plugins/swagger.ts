@@ -49,7 +49,7 @@ const HEADERS: Readonly<Record<string, Json>> = {
 const ETAG_OPERATIONS: ReadonlySet<string> = new Set(['listMapEntries', 'replaceMapEntries', 'patchMapEntries', 'getMapEntry', 'getState', 'replaceState', 'patchState'])
 
 /** The headers of one response: x-request-id on every one (src/app.ts), the others where the code sets them. */
-export function headersOf (operationId: string, status: string): Record<string, string> {
+function headersOf (operationId: string, status: string): Record<string, string> {
   const names: Record<string, string> = { 'x-request-id': 'RequestId' }
   if (status === '200' && ETAG_OPERATIONS.has(operationId)) names.ETag = 'ETag'
   if (status === '201') names.Location = 'Location'

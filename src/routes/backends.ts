@@ -76,7 +76,7 @@ export const backendRoutes: FastifyPluginAsyncZod<{ backends: BackendService }> 
       response: { 200: BackendSchema, 404: ProblemSchema, ...WRITE_PROBLEMS }
     }
   }, async function (request, reply) {
-    return backends.setPublished(request.params.name, request.body.published, { waitUp: upWaitOf(request.query, clientGone(reply)) })
+    return backends.setPublished(request.params.name, request.body.published, { waitUp: upWaitOf(request.query, () => clientGone(reply)) })
   })
 
   app.delete('/:name', {

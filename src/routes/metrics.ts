@@ -15,7 +15,7 @@ const DESCRIPTION = 'Prometheus text exposition format (`text/plain; version=0.0
   'reconciler passes, their duration, drift and failures; GET /events watchers; the store revision; and the Node process\'s ' +
   '`process_*` and `nodejs_*` metrics. Sends nothing to HAProxy.'
 
-export const MetricsTextSchema = z.string().meta({
+const MetricsTextSchema = z.string().meta({
   content: {
     'text/plain': {
       schema: { type: 'string', description: 'Metrics in the Prometheus text format, version 0.0.4' },

@@ -50,7 +50,7 @@ export const serverRoutes: FastifyPluginAsyncZod<{ servers: ServerService }> = a
       response: { 201: ServerSchema, 404: ProblemSchema, 409: ProblemSchema, ...WRITE_PROBLEMS }
     }
   }, async function (request, reply) {
-    const server = await servers.create(request.params.backend, request.body, { waitUp: upWaitOf(request.query, clientGone(reply)) })
+    const server = await servers.create(request.params.backend, request.body, { waitUp: upWaitOf(request.query, () => clientGone(reply)) })
     reply.code(201).header('location', `/backends/${encodeURIComponent(server.backend)}/servers/${encodeURIComponent(server.name)}`)
     return server
   })

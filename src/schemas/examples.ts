@@ -12,7 +12,7 @@
  * runs every one through the routes' validation, test/integration/openapi-examples.test.ts against HAProxy.
  */
 
-export type OperationExamples = {
+type OperationExamples = {
   /** Parameter examples by name (path, query and header parameters alike). */
   params?: Record<string, unknown>
   /** Request body examples by media type. */

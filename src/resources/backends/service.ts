@@ -185,7 +185,7 @@ export class BackendService {
         between.push({
           label: 'wait for a server UP',
           apply: async ({ runtime, signal }) => {
-            if (!(await waitForUpServer(runtime, input.name, publishWaitMs(checked), signal))) {
+            if (!(await waitUntilUp(runtime, input.name, undefined, { timeoutMs: publishWaitMs(checked), signal })).up) {
               warnings.push('published before any server passed its health check: requests routed here get 503 until one does')
             }
           },
@@ -368,14 +368,6 @@ export async function deleteBackend (runtime: Runtime, name: string, first: cmd.
 function processOf (info: ProcessInfo, identity: ProcessIdentity): ProcessId {
   identity.observe(info)
   return processIdOf(info)
-}
-
-/**
- * Polls `show stat` until a server of the backend is UP; false when `withinMs` runs out first. Throws
- * the signal's reason once it is aborted.
- */
-async function waitForUpServer (runtime: Runtime, name: string, withinMs: number, signal?: AbortSignal): Promise<boolean> {
-  return (await waitUntilUp(runtime, name, undefined, { timeoutMs: withinMs, signal })).up
 }
 
 /** How long a new backend's checked servers need to come UP: about inter × rise each, at most 30 s. */

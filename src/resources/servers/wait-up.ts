@@ -30,9 +30,9 @@ export type UpWait = {
 }
 
 /** A server as the wait last saw it. */
-export type SeenServer = { readonly name: string, readonly status: string, readonly checkStatus: string | null }
+type SeenServer = { readonly name: string, readonly status: string, readonly checkStatus: string | null }
 
-export type UpResult = {
+type UpResult = {
   /** A server (the one named, or any of the backend) was UP. */
   readonly up: boolean
   /** Why it stopped waiting when not up: the deadline ran out, hapctl is stopping, the client left. */
@@ -73,9 +73,12 @@ export async function waitUntilUp (runtime: Runtime, backend: string, server: st
   }
 }
 
-/** The wait a request's `?wait=up&waitTimeout=` asks for, if any; `signal`: the client went away. */
-export function upWaitOf (q: WaitUpQuery, gone?: AbortSignal): UpWait | undefined {
-  return q.wait === 'up' ? { timeoutMs: q.waitTimeout ?? WAIT_UP_DEFAULT_MS, gone } : undefined
+/**
+ * The wait a request's `?wait=up&waitTimeout=` asks for, if any; `gone` gives the signal that the
+ * client went away, asked for only when there is a wait.
+ */
+export function upWaitOf (q: WaitUpQuery, gone?: () => AbortSignal): UpWait | undefined {
+  return q.wait === 'up' ? { timeoutMs: q.waitTimeout ?? WAIT_UP_DEFAULT_MS, gone: gone?.() } : undefined
 }
 
 /** The servers seen, for a message: `app1 DOWN (L4CON)`. */
