@@ -14,7 +14,9 @@
  *   argument refused by a builder): nothing.
  * Reads are dropped (see ./commands.ts).
  */
-import type { Runtime, ExecuteOptions, PayloadCommand } from '../runtime/client.ts'
+import type { Runtime, PayloadCommand } from '../runtime/client.ts'
+import { aroundRuntime } from '../runtime/around.ts'
+import type { Around } from '../runtime/around.ts'
 import type { Command } from '../runtime/commands/index.ts'
 import { RuntimeAbortedError, RuntimeCommandError, RuntimeProtocolError, RuntimeTimeoutError } from '../runtime/errors.ts'
 import type { AuditCommand } from '../engine/store/types.ts'
@@ -56,7 +58,7 @@ export function sentCommands (commands: readonly Command<unknown>[], err?: unkno
 
 export function recordingRuntime (inner: Runtime, sink: CommandSink): Runtime {
   /** Runs one call of the inner runtime and reports what it sent, however it ended. */
-  const tracked = async <T>(commands: readonly Command<unknown>[], call: () => Promise<T>): Promise<T> => {
+  const tracked: Around = async (commands, call) => {
     const done = sink()
     const report = (sent: Sent[]): void => {
       const kept = sent.filter(s => !isRead(s.command.verb))
@@ -71,14 +73,5 @@ export function recordingRuntime (inner: Runtime, sink: CommandSink): Runtime {
       throw err
     }
   }
-  const runtime: Runtime = {
-    execute: async (commands, options?: ExecuteOptions) => await tracked(commands, async () => await inner.execute(commands, options)),
-    close: async () => { await inner.close() }
-  }
-  const executePayload = inner.executePayload?.bind(inner)
-  if (executePayload !== undefined) {
-    runtime.executePayload = async <T>(command: PayloadCommand<T>, options?: ExecuteOptions): Promise<T> =>
-      await tracked([command], async () => await executePayload(command, options))
-  }
-  return runtime
+  return aroundRuntime(inner, tracked)
 }

@@ -4,8 +4,9 @@
  * metrics. How a call ended is read from the client's typed errors (src/runtime/errors.ts); which of
  * its commands went out, and with what verdict, the same way the audit trail reads it.
  */
-import type { ExecuteOptions, PayloadCommand, Runtime } from '../runtime/client.ts'
-import type { Command } from '../runtime/commands/index.ts'
+import type { Runtime } from '../runtime/client.ts'
+import { aroundRuntime } from '../runtime/around.ts'
+import type { Around } from '../runtime/around.ts'
 import { RuntimeError } from '../runtime/errors.ts'
 import type { RuntimeErrorCodeValue } from '../runtime/errors.ts'
 import { sentCommands } from '../audit/recording-runtime.ts'
@@ -65,7 +66,7 @@ export type CallObservation = {
 }
 
 export function measuredRuntime (inner: Runtime, observe: (o: CallObservation) => void): Runtime {
-  const measured = async <T>(commands: readonly Command<unknown>[], call: () => Promise<T>): Promise<T> => {
+  const measured: Around = async (commands, call) => {
     const started = performance.now()
     const done = (err?: unknown): void => {
       observe({
@@ -75,7 +76,7 @@ export function measuredRuntime (inner: Runtime, observe: (o: CallObservation) =
         commands: sentCommands(commands, err).map(s => ({ verb: s.command.verb, result: s.result }))
       })
     }
-    let result: T
+    let result
     try {
       result = await call()
     } catch (err) {
@@ -85,14 +86,5 @@ export function measuredRuntime (inner: Runtime, observe: (o: CallObservation) =
     done()
     return result
   }
-  const runtime: Runtime = {
-    execute: async (commands, options?: ExecuteOptions) => await measured(commands, async () => await inner.execute(commands, options)),
-    close: async () => { await inner.close() }
-  }
-  const executePayload = inner.executePayload?.bind(inner)
-  if (executePayload !== undefined) {
-    runtime.executePayload = async <T>(command: PayloadCommand<T>, options?: ExecuteOptions): Promise<T> =>
-      await measured([command], async () => await executePayload(command, options))
-  }
-  return runtime
+  return aroundRuntime(inner, measured)
 }

@@ -13,7 +13,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Logger, LogLevel } from '../logger.ts'
-import type { ExecuteOptions, PayloadCommand, Runtime } from '../runtime/client.ts'
+import type { Runtime } from '../runtime/client.ts'
+import { aroundRuntime } from '../runtime/around.ts'
 
 type Context = { readonly requestId: string, open: boolean }
 
@@ -67,16 +68,7 @@ export class RequestContext {
    */
   detached (runtime: Runtime): Runtime {
     const storage = this.#storage
-    const detachedRuntime: Runtime = {
-      execute: (commands, options?: ExecuteOptions) => storage.exit(() => runtime.execute(commands, options)),
-      // A view: the runtime's owner closes it.
-      close: async () => {}
-    }
-    const executePayload = runtime.executePayload?.bind(runtime)
-    if (executePayload !== undefined) {
-      detachedRuntime.executePayload = <T>(command: PayloadCommand<T>, options?: ExecuteOptions): Promise<T> =>
-        storage.exit(() => executePayload(command, options))
-    }
-    return detachedRuntime
+    // A view: the runtime's owner closes it.
+    return aroundRuntime(runtime, (_, call) => storage.exit(call), { close: async () => {} })
   }
 }
