@@ -396,7 +396,7 @@ export class Executor {
 }
 
 /** The state of a failure before anything was applied. */
-function refusedState (target: Target): Record<string, unknown> {
+export function refusedState (target: Target): Record<string, unknown> {
   return { target, outcome: 'refused', applied: [], undone: [], left: [] }
 }
 

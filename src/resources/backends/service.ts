@@ -12,6 +12,7 @@ import { AdminStateBits } from '../../runtime/parsers.ts'
 import type { ProxyMode } from '../../runtime/validation.ts'
 import { checkName } from '../../runtime/validation.ts'
 import type { Executor } from '../../engine/executor.ts'
+import { refusedState } from '../../engine/executor.ts'
 import type { ProcessId, ProcessIdentity } from '../../engine/identity.ts'
 import { processIdOf } from '../../engine/identity.ts'
 import type { Plan, Step } from '../../engine/plan.ts'
@@ -219,7 +220,7 @@ export class BackendService {
     const target = { kind: 'backend', id: name }
     if (opts.waitUp !== undefined && !published) {
       throw new OperationError('VALIDATION_FAILED', 'wait=up goes with "published": true: an unpublished backend takes no traffic',
-        { errors: [{ field: 'querystring.wait', message: 'needs "published": true' }], outcome: 'refused', state: { target, outcome: 'refused', applied: [], undone: [], left: [] } })
+        { errors: [{ field: 'querystring.wait', message: 'needs "published": true' }], outcome: 'refused', state: refusedState(target) })
     }
     const backend = await this.#setPublished(name, published, target)
     if (opts.waitUp === undefined) return backend

@@ -11,6 +11,7 @@ import * as cmd from '../../runtime/commands/index.ts'
 import type { RuntimeCommandError } from '../../runtime/errors.ts'
 import { checkName } from '../../runtime/validation.ts'
 import type { Executor } from '../../engine/executor.ts'
+import { refusedState } from '../../engine/executor.ts'
 import type { Plan, Step } from '../../engine/plan.ts'
 import { commandStep } from '../../engine/plan.ts'
 import { OperationError, fromRuntime, rejectionOf, toOperationError } from '../../engine/outcomes.ts'
@@ -191,7 +192,7 @@ export class ServerService {
     const target = { kind: 'server', id: `${backend}/${input.name}` }
     if (opts.waitUp !== undefined && !input.enabled) {
       throw new OperationError('VALIDATION_FAILED', 'wait=up needs "enabled": true: a server left in maintenance never turns UP',
-        { errors: [{ field: 'querystring.wait', message: 'needs "enabled": true' }], outcome: 'refused', state: { target, outcome: 'refused', applied: [], undone: [], left: [] } })
+        { errors: [{ field: 'querystring.wait', message: 'needs "enabled": true' }], outcome: 'refused', state: refusedState(target) })
     }
     const desired = desiredServerOf(backend, input)
     const added = await this.#orRestoring(backend, undefined, () => this.#executor.perform(
