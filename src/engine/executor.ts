@@ -309,7 +309,7 @@ export class Executor {
       }
       if (revision !== undefined) {
         error = error.extend({
-          suffix: `; whether ${inDoubt.map(s => `'${s.label}'`).join(', ')} took effect is unknown: the change was recorded as desired state (revision ${revision}) and hapctl will make HAProxy match it`,
+          suffix: `; whether ${listed(inDoubt.map(s => `'${s.label}'`))} took effect is unknown: the change was recorded as desired state (revision ${revision}) and hapctl will make HAProxy match it`,
           outcome: 'unknown',
           state: { target: plan.target, outcome: 'unknown', revision, applied: applied.map(s => s.label), inDoubt: inDoubt.map(s => s.label) }
         })
@@ -357,8 +357,8 @@ export class Executor {
     const suffix = kind === 'refused'
       ? '; nothing was changed'
       : kind === 'undone'
-        ? `; what had been applied (${undone.join(', ')}) was put back`
-        : `; ${left.join(', ')} could not be put back${undoErrors.length > 0 ? ` (${undoErrors.join('; ')})` : ''}` +
+        ? `; what had been applied (${listed(undone)}) was put back`
+        : `; ${listed(left)} could not be put back${undoErrors.length > 0 ? ` (${listed(undoErrors, '; ')})` : ''}` +
           (kept ? '; the desired state is unchanged, and hapctl puts HAProxy back as it was' : '')
     if (kind === 'left') {
       this.#logger?.warn({ target: plan.target, left, undoErrors }, 'a failed operation left HAProxy changed')
@@ -393,6 +393,13 @@ export class Executor {
       }
     }
   }
+}
+
+/** Steps named in a message: a whole state document is thousands of them (`state` lists them all). */
+const MAX_LISTED = 10
+
+function listed (items: readonly string[], separator = ', '): string {
+  return items.length <= MAX_LISTED ? items.join(separator) : `${items.slice(0, MAX_LISTED).join(separator)}${separator}and ${items.length - MAX_LISTED} more`
 }
 
 /** The state of a failure before anything was applied. */

@@ -15,6 +15,17 @@ const put: DesiredChange = { op: 'backend.put', backend: { name: 'b1', from: 'd'
 const plan = (steps: Step[], changes?: DesiredChange[]): Plan => ({ target, action: 'test', steps, changes })
 
 describe('Executor', () => {
+  it('names at most ten steps in a failure\'s message, and every one in its state (a whole state document is thousands)', async () => {
+    const { executor } = setup({ last: 'No such backend.' })
+    const steps = Array.from({ length: 30 }, (_, i) => commandStep([c(`s${i}`)], [c(`undo s${i}`)]))
+    const { outcome } = await executor.run({ target }, async () => plan([...steps, commandStep([c('last')], [])]))
+    expect(outcome.kind).toBe('undone')
+    if (outcome.kind === 'applied') return
+    expect(outcome.undone).toHaveLength(30)
+    expect(outcome.error.state?.undone).toHaveLength(30)
+    expect(outcome.error.message).toContain('(s29, s28, s27, s26, s25, s24, s23, s22, s21, s20, and 20 more) was put back')
+  })
+
   it('sends consecutive command steps on one connection, then commits the change with a new revision', async () => {
     const { executor, store, calls } = setup()
     const { outcome } = await executor.run({ target }, async () => plan([commandStep([c('a')], [c('undo a')]), commandStep([c('b'), c('c')], [])], [put]))
